@@ -1,0 +1,278 @@
+//! Fibers: the stackful coroutine under each task, and the `std::thread`-like
+//! API to spawn them.
+//!
+//! A fiber is a [`corosensei::Coroutine`] on a pooled [guarded stack](crate::stack).
+//! The scheduler resumes it with [`Resume`]; the fiber gives control back with
+//! [`Suspend`]: `Yield` (queue me again) or `Park` (a waker will queue me).
+//!
+//! ```text
+//!   scheduler stack                      fiber stack
+//!   ---------------                      -----------
+//!   run_task(task) --resume(Run)-------> f() ... read() -> WouldBlock
+//!                                          register waker, suspend(Park)
+//!   <---------------------Park---------- (switch, ~5 ns)
+//!   poll I/O, timers; waker.wake()
+//!     -> task back on the ready queue
+//!   run_task(task) --resume(Run)-------> read() again -> Ok(n) ... returns
+//!   <-------------------Return(output)-- stack goes back to the pool
+//! ```
+//!
+//! Cancellation (at the end of a loop) resumes a suspended fiber with
+//! `Resume::Unwind`: the suspend point raises a private panic payload that
+//! unwinds the fiber's stack, running destructors, and is caught at the fiber's
+//! root. If the fiber blocks again *while* unwinding (in a destructor), the
+//! blocking call returns a `Cancelled` error instead of unwinding twice.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corosensei::{Coroutine, CoroutineResult};
+
+use crate::scheduler;
+use crate::stack::{self, Stack};
+use crate::sys::signal::{self, FaultInfo};
+use crate::task::{Closure, Fiber, JoinHandle};
+use crate::wait;
+
+/// How the scheduler resumes a fiber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// Carry on.
+    Run,
+    /// Unwind the stack: the loop is cancelling this fiber.
+    Unwind,
+}
+
+/// Why a fiber gave control back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspend {
+    /// Still runnable: put it at the back of the ready queue.
+    Yield,
+    /// Waiting: a waker registered somewhere will queue it.
+    Park,
+}
+
+/// How a fiber's root function ended: its boxed value, or a caught panic.
+pub(crate) type Exit = std::thread::Result<Box<dyn Any>>;
+
+type Yielder = corosensei::Yielder<Resume, Suspend>;
+
+/// The panic payload that unwinds a cancelled fiber. Raised with
+/// `resume_unwind`, so no panic message is printed.
+pub(crate) struct ForcedUnwind;
+
+thread_local! {
+    /// The running fiber's yielder; null while the scheduler (or a callback) runs.
+    /// A fiber sets it each time it gains control, so it is always its own.
+    static YIELDER: Cell<*const Yielder> = const { Cell::new(ptr::null()) };
+}
+
+/// A fiber's coroutine. Created when the fiber first runs, on a pooled stack.
+pub(crate) struct Coro {
+    coroutine: Coroutine<Resume, Suspend, Exit, Stack>,
+}
+
+impl Coro {
+    pub(crate) fn new(stack: Stack, f: Closure) -> Coro {
+        let coroutine = Coroutine::with_stack(stack, move |yielder: &Yielder, _first: Resume| {
+            YIELDER.with(|y| y.set(yielder));
+            panic::catch_unwind(AssertUnwindSafe(f))
+        });
+        Coro { coroutine }
+    }
+
+    /// Switches to the fiber until it suspends or returns.
+    #[inline]
+    pub(crate) fn resume(
+        &mut self,
+        fault: &FaultInfo,
+        how: Resume,
+    ) -> CoroutineResult<Suspend, Exit> {
+        signal::set_running(fault);
+        let result = self.coroutine.resume(how);
+        signal::set_running(ptr::null());
+        YIELDER.with(|y| y.set(ptr::null()));
+        result
+    }
+
+    /// Whether the coroutine has returned.
+    pub(crate) fn is_done(&self) -> bool {
+        self.coroutine.done()
+    }
+
+    /// The stack of a finished coroutine, for the pool.
+    pub(crate) fn into_stack(self) -> Stack {
+        self.coroutine.into_stack()
+    }
+}
+
+/// True when called from inside a fiber.
+#[inline]
+pub(crate) fn in_fiber() -> bool {
+    !YIELDER.with(Cell::get).is_null()
+}
+
+/// Gives control back to the scheduler. Must be called from a fiber.
+#[inline]
+pub(crate) fn suspend(reason: Suspend) -> Resume {
+    let yielder = YIELDER.with(Cell::get);
+    assert!(!yielder.is_null(), "fiberloop: suspend outside a fiber");
+    // SAFETY: YIELDER is non-null only while a fiber runs, and the fiber that
+    // runs set it to the `Yielder` on its own stack (at start and after every
+    // suspend). That yielder lives as long as the coroutine, which is running,
+    // and we are on its stack.
+    let resume = unsafe { &*yielder }.suspend(reason);
+    YIELDER.with(|y| y.set(yielder));
+    resume
+}
+
+/// A fiber factory, to set a fiber's name or stack size (like
+/// [`std::thread::Builder`]).
+///
+/// ```
+/// let answer = fiberloop::run(|| {
+///     fiberloop::Builder::new()
+///         .name("worker")
+///         .stack_size(256 * 1024)
+///         .spawn(|| fiberloop::current().name().map(str::to_owned))
+///         .expect("spawn")
+///         .join()
+///         .unwrap()
+/// });
+/// assert_eq!(answer.as_deref(), Some("worker"));
+/// ```
+#[derive(Debug, Default)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with no name and the [default stack size](crate::DEFAULT_STACK_SIZE).
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the fiber (shown by [`Fiber::name`], in stack-overflow reports and
+    /// in debug output).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Usable stack size in bytes, rounded up to whole pages (at least 4 KiB).
+    /// A guard page below it turns an overflow into a reported abort.
+    pub fn stack_size(mut self, size: usize) -> Builder {
+        self.stack_size = Some(size);
+        self
+    }
+
+    /// Spawns the fiber on the current thread's event loop. It is queued to run
+    /// when the calling fiber next blocks or yields, ahead of older work.
+    ///
+    /// The closure need not be `Send`: a fiber never leaves its thread.
+    ///
+    /// # Errors
+    /// - `NotFound` when the thread has no event loop;
+    /// - `InvalidInput` for an impossible stack size;
+    /// - `OutOfMemory` when no stack can be mapped; the message says whether
+    ///   memory or the kernel's `vm.max_map_count` ran out, and how to raise it.
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        let stack_size = self.stack_size.unwrap_or(stack::DEFAULT_STACK_SIZE);
+        // Map a stack now if none is idle, so that a memory limit is reported
+        // here rather than when the fiber starts.
+        stack::reserve(stack_size)?;
+        let closure: Closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
+        let name = self.name.map(Arc::from);
+        let task = scheduler::with_core(|core| core.spawn(closure, name, stack_size))
+            .ok_or_else(no_loop)?;
+        Ok(JoinHandle::new(task))
+    }
+}
+
+fn no_loop() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        "no fiberloop event loop on this thread: start one with fiberloop::run or EventLoop::new",
+    )
+}
+
+/// Spawns a fiber on the current thread's event loop and returns its handle.
+///
+/// # Panics
+/// If the thread has no event loop or no stack can be mapped; use
+/// [`Builder::spawn`] to get those as errors.
+///
+/// ```
+/// fiberloop::run(|| {
+///     let handle = fiberloop::spawn(|| 6 * 7);
+///     assert_eq!(handle.join().unwrap(), 42);
+/// });
+/// ```
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    Builder::new()
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("fiberloop::spawn: {e}"))
+}
+
+/// Lets the other ready fibers run, then carries on. Outside a fiber this is
+/// [`std::thread::yield_now`].
+pub fn yield_now() {
+    if in_fiber() {
+        // A cancellation arriving here unwinds (or, mid-unwind, just returns).
+        let _ = wait::park(Suspend::Yield);
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// Blocks the calling fiber for at least `duration` (the thread, outside a
+/// fiber). Never returns early, except when the fiber is cancelled while
+/// already unwinding. `sleep(Duration::ZERO)` yields, like asyncio's `sleep(0)`.
+pub fn sleep(duration: Duration) {
+    if duration.is_zero() {
+        return yield_now();
+    }
+    match Instant::now().checked_add(duration) {
+        Some(deadline) => sleep_until(deadline),
+        None => {
+            let _ = wait::block_on(None, |_| std::task::Poll::<()>::Pending);
+        }
+    }
+}
+
+/// Blocks the calling fiber until `deadline` (the thread, outside a fiber).
+pub fn sleep_until(deadline: Instant) {
+    let _ = wait::block_on(Some(deadline), |_| std::task::Poll::<()>::Pending);
+}
+
+/// The fiber that is running.
+///
+/// # Panics
+/// Outside a fiber; see [`try_current`].
+pub fn current() -> Fiber {
+    try_current().expect("fiberloop::current called outside a fiber")
+}
+
+/// The fiber that is running, or `None` outside a fiber.
+pub fn try_current() -> Option<Fiber> {
+    if !in_fiber() {
+        return None;
+    }
+    scheduler::with_core(|core| core.current_task())
+        .flatten()
+        .map(Fiber::new)
+}

@@ -1,0 +1,108 @@
+//! Stackful fibers on a per-thread event loop: write plain blocking-style code
+//! (`stream.read(&mut buf)`, `sleep(d)`, `handle.join()`) and let one loop per
+//! thread multiplex thousands of fibers over non-blocking sockets.
+//!
+//! A fiber that would block switches its stack (with [`corosensei`]) back to
+//! the loop's scheduler; the scheduler polls readiness (with [`mio`]) and
+//! timers and resumes the fibers that can run. This is the gevent / Go model,
+//! on one thread per loop.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! fiberloop::run(|| {
+//!     let slow = fiberloop::spawn(|| {
+//!         fiberloop::sleep(Duration::from_millis(20));
+//!         println!("slow done");
+//!         2
+//!     });
+//!     let fast = fiberloop::spawn(|| {
+//!         fiberloop::sleep(Duration::from_millis(10));
+//!         println!("fast done");
+//!         1
+//!     });
+//!     // join blocks this fiber only; both sleeps overlap.
+//!     assert_eq!(fast.join().unwrap() + slow.join().unwrap(), 3);
+//! });
+//! ```
+//!
+//! prints
+//!
+//! ```text
+//! fast done
+//! slow done
+//! ```
+//!
+//! # The parts
+//!
+//! | module | role |
+//! |---|---|
+//! | [`runtime`] | [`run`], [`EventLoop`], [`Handle`]: `call_soon`, `call_later`, `stop` |
+//! | `fiber` | [`spawn`], [`Builder`], [`yield_now`], [`sleep`], [`current`] |
+//! | `task` | [`JoinHandle`], [`JoinError`], [`Fiber`]: a fiber's shared state, woken through a `Waker` |
+//! | `scheduler` | the ready queue and the loop (drawn in `docs/architecture.md`) |
+//! | `reactor` | one `mio::Poll` per loop; the registration every socket shares |
+//! | `timer` | the deadline heap behind `sleep`, `call_later` and I/O timeouts |
+//! | `wait` | the one waiting mechanism: a poll function plus a `Waker` |
+//! | [`stack`] | the pool of guarded stacks |
+//! | [`net`] | blocking-style [`TcpListener`](net::TcpListener), [`TcpStream`](net::TcpStream), [`UdpSocket`](net::UdpSocket) |
+//! | `sys` | the only raw `libc`: stacks, the stack-overflow handler, `poll(2)` |
+//!
+//! # Threads
+//!
+//! One loop per OS thread; a fiber never moves to another thread (LLVM may cache
+//! a thread-local's address across a stack switch, so a migrated fiber could
+//! touch the old thread's thread-locals). That is why a fiber's closure need not
+//! be `Send`. Use several threads, each with its own loop, for several cores.
+//!
+//! # Stacks
+//!
+//! Each fiber gets a guarded stack ([`DEFAULT_STACK_SIZE`] by default) from a
+//! per-thread pool when it first runs, and gives it back when it ends. An
+//! overflow hits the guard page and aborts the process with a message naming
+//! the fiber. Each live stack costs two kernel memory mappings, so Linux's
+//! default `vm.max_map_count` (65530) allows about 32 K fibers holding a stack
+//! at once; spawning past that returns an error that says so.
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    clippy::undocumented_unsafe_blocks
+)]
+#![doc(test(attr(deny(warnings))))]
+
+#[cfg(not(unix))]
+compile_error!("fiberloop supports Unix only (it needs mmap, signals and poll)");
+
+mod blocking;
+mod fiber;
+pub mod net;
+mod reactor;
+pub mod runtime;
+mod scheduler;
+pub mod stack;
+mod sys;
+mod task;
+mod timer;
+mod wait;
+
+pub use fiber::{current, sleep, sleep_until, spawn, try_current, yield_now, Builder};
+pub use runtime::{handle, run, try_handle, CallbackHandle, EventLoop, Handle};
+pub use stack::DEFAULT_STACK_SIZE;
+pub use task::{Fiber, FiberId, JoinError, JoinHandle};
+
+/// The error a blocking call returns (inside an `io::Error` of kind `Other`)
+/// when its fiber is being cancelled and is already unwinding.
+///
+/// Test for it with `err.get_ref().is_some_and(|e| e.is::<fiberloop::Cancelled>())`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("fiber cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}

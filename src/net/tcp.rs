@@ -1,0 +1,384 @@
+//! TCP: [`TcpListener`] and [`TcpStream`], blocking the calling fiber only.
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{each_addr, Timeout, ToSocketAddrs};
+use crate::reactor::Source;
+use crate::sys::Interest;
+
+/// A TCP socket server, listening for connections.
+///
+/// ```no_run
+/// use std::io::{Read, Write};
+///
+/// fiberloop::run(|| -> std::io::Result<()> {
+///     let listener = fiberloop::net::TcpListener::bind("127.0.0.1:7000")?;
+///     for stream in listener.incoming() {
+///         let mut stream = stream?;
+///         fiberloop::spawn(move || {
+///             let mut buf = [0; 4096];
+///             while let Ok(n @ 1..) = stream.read(&mut buf) {
+///                 if stream.write_all(&buf[..n]).is_err() {
+///                     break;
+///                 }
+///             }
+///         });
+///     }
+///     Ok(())
+/// })
+/// .unwrap();
+/// ```
+pub struct TcpListener {
+    source: Source<mio::net::TcpListener>,
+    /// Milliseconds the next `accept` waits first, after running out of
+    /// descriptors; 0 when the last accept did not hit that.
+    backoff_ms: AtomicU64,
+}
+
+const BACKOFF_START_MS: u64 = 5;
+const BACKOFF_MAX_MS: u64 = 1000;
+
+impl TcpListener {
+    /// Binds to `addr` (port 0 picks a free port; see [`local_addr`](Self::local_addr)).
+    /// `SO_REUSEADDR` is set, as mio and most servers do.
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        each_addr(&addr, mio::net::TcpListener::bind).map(TcpListener::from_mio)
+    }
+
+    /// Wraps a std listener, switching it to non-blocking mode.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TcpListener::from_mio(mio::net::TcpListener::from_std(
+            listener,
+        )))
+    }
+
+    fn from_mio(listener: mio::net::TcpListener) -> TcpListener {
+        TcpListener {
+            source: Source::new(listener),
+            backoff_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits for a connection and returns it with the peer's address.
+    ///
+    /// # Errors
+    /// What `accept(2)` reports. When the process or system is out of
+    /// descriptors (`EMFILE`, `ENFILE`) or memory, that error is returned and the
+    /// next call waits a back-off first (see the [module docs](super)).
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let backoff = self.backoff_ms.load(Ordering::Relaxed);
+        if backoff > 0 {
+            crate::sleep(Duration::from_millis(backoff));
+        }
+        match self
+            .source
+            .do_io(Interest::Read, None, |listener| listener.accept())
+        {
+            Ok((stream, peer)) => {
+                self.backoff_ms.store(0, Ordering::Relaxed);
+                Ok((TcpStream::from_mio(stream), peer))
+            }
+            Err(e) => {
+                if is_resource_exhaustion(&e) {
+                    let next = (backoff * 2).clamp(BACKOFF_START_MS, BACKOFF_MAX_MS);
+                    self.backoff_ms.store(next, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// An endless iterator of accepted connections (errors included, as std's).
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// The address this listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.source.get_ref().local_addr()
+    }
+
+    /// Sets `IP_TTL`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.source.get_ref().set_ttl(ttl)
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.source.get_ref().take_error()
+    }
+}
+
+fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.source.get_ref().as_raw_fd()
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+/// The iterator of [`TcpListener::incoming`]; it never returns `None`.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(stream, _)| stream))
+    }
+}
+
+/// A TCP connection. Reading and writing block only the calling fiber.
+///
+/// Clones made with [`try_clone`](Self::try_clone) share the socket: one fiber
+/// can read while another writes, and the socket closes when the last handle is
+/// dropped.
+#[derive(Clone)]
+pub struct TcpStream {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: Source<mio::net::TcpStream>,
+    read_timeout: Timeout,
+    write_timeout: Timeout,
+}
+
+impl TcpStream {
+    /// Connects to `addr`, trying each resolved address in turn.
+    ///
+    /// # Errors
+    /// `ConnectionRefused` when nothing listens there; the last address's error
+    /// when all fail.
+    pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+        each_addr(&addr, |addr| TcpStream::connect_addr(addr, None))
+    }
+
+    /// Connects to `addr`, giving up with `TimedOut` after `timeout`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a zero timeout (as std); `TimedOut`; see
+    /// [`connect`](Self::connect).
+    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        if timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        TcpStream::connect_addr(*addr, Instant::now().checked_add(timeout))
+    }
+
+    fn connect_addr(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
+        // A non-blocking connect: it is in progress until the socket is writable.
+        let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?);
+        let source = &stream.inner.source;
+        loop {
+            if let Some(e) = source.get_ref().take_error()? {
+                return Err(e);
+            }
+            match source.get_ref().peer_addr() {
+                Ok(_) => return Ok(stream),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    source.wait(Interest::Write, deadline)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Wraps a connected std stream, switching it to non-blocking mode.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        Ok(TcpStream::from_mio(mio::net::TcpStream::from_std(stream)))
+    }
+
+    fn from_mio(stream: mio::net::TcpStream) -> TcpStream {
+        TcpStream {
+            inner: Arc::new(Inner {
+                source: Source::new(stream),
+                read_timeout: Timeout::default(),
+                write_timeout: Timeout::default(),
+            }),
+        }
+    }
+
+    fn io(&self) -> &mio::net::TcpStream {
+        self.inner.source.get_ref()
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.io().peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io().local_addr()
+    }
+
+    /// Shuts down the read half, the write half, or both. A fiber blocked on
+    /// this socket (through a clone) wakes: its read sees end of file, its
+    /// write fails with `BrokenPipe`.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.io().shutdown(how)
+    }
+
+    /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.io().set_nodelay(nodelay)
+    }
+
+    /// Reads `TCP_NODELAY`.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.io().nodelay()
+    }
+
+    /// Sets `IP_TTL`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io().set_ttl(ttl)
+    }
+
+    /// Limits how long a read waits; past it the read fails with `TimedOut`.
+    /// `None` waits forever.
+    ///
+    /// # Errors
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.read_timeout.set(timeout)
+    }
+
+    /// Limits how long a write waits; past it the write fails with `TimedOut`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.write_timeout.set(timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.read_timeout.get())
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.write_timeout.get())
+    }
+
+    /// Another handle to the same socket (shared, not `dup`ed), for example
+    /// for a writer fiber next to a reader fiber. Timeouts are shared too.
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(self.clone())
+    }
+
+    /// Reads without consuming, waiting for data like `read`.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner
+            .source
+            .do_io(Interest::Read, self.inner.read_timeout.get(), |s| {
+                s.peek(buf)
+            })
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io().take_error()
+    }
+
+    fn read_with<R>(&self, op: impl FnMut(&mio::net::TcpStream) -> io::Result<R>) -> io::Result<R> {
+        self.inner
+            .source
+            .do_io(Interest::Read, self.inner.read_timeout.get(), op)
+    }
+
+    fn write_with<R>(
+        &self,
+        op: impl FnMut(&mio::net::TcpStream) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.inner
+            .source
+            .do_io(Interest::Write, self.inner.write_timeout.get(), op)
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_with(|mut s| s.read(buf))
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.read_with(|mut s| s.read_vectored(bufs))
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_with(|mut s| s.write(buf))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write_with(|mut s| s.write_vectored(bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(()) // nothing is buffered in user space
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsRawFd for TcpStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io().as_raw_fd()
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.source.fmt(f)
+    }
+}

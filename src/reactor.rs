@@ -1,0 +1,334 @@
+//! The reactor: one `mio::Poll` per loop, and the plumbing every socket type
+//! shares ([`Source`]).
+//!
+//! # How a blocking-style read works
+//!
+//! 1. Try the syscall. Data is often there already, and then nothing else
+//!    happens: no registration, no lock, no switch.
+//! 2. On `WouldBlock`, register the descriptor with this loop's `Poll` if it is
+//!    not yet (once, for both directions), store the fiber's waker in the
+//!    source's read slot, and park the fiber.
+//! 3. When `poll` reports the descriptor readable (or closed, or in error), the
+//!    reactor bumps the read *tick* and wakes the waker; the fiber retries the
+//!    syscall from step 1.
+//!
+//! # Implementation notes
+//!
+//! - mio is edge-triggered: an event is reported once per readiness change, so
+//!   we always operate until `WouldBlock` before parking, and never park without
+//!   having seen `WouldBlock` since the last event.
+//! - Events can be spurious (a tick with nothing to read): the retried syscall
+//!   says `WouldBlock` again and the fiber parks again. A wait is over only when
+//!   the tick moved since the wait began, so a timer waking the fiber early
+//!   (an I/O timeout not yet due) does not count as readiness.
+//! - Tokens carry a generation in their upper half, so an event for a slot that
+//!   was freed and reused never wakes the new owner.
+//! - A source is registered with the loop that first waits on it. Moved to
+//!   another thread's loop, it is deregistered and registered again there; the
+//!   kernel reports current readiness on registration, so nothing is lost.
+//!   Used on a plain thread, it waits with `poll(2)` instead.
+//!
+//! # Portability
+//! mio picks epoll on Linux and kqueue on macOS/BSD; the wait outside a loop uses
+//! `poll(2)` everywhere.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Token};
+use slab::Slab;
+
+use crate::scheduler::{Core, Shared};
+use crate::sys::{self, Interest};
+use crate::wait::{self, WaitError};
+
+/// The token of the loop's cross-thread `mio::Waker`.
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+
+const INDEX_BITS: u32 = 32;
+const INDEX_MASK: usize = (1 << INDEX_BITS) - 1;
+
+/// One loop's poller and its table of registered sources.
+pub(crate) struct Reactor {
+    poll: RefCell<mio::Poll>,
+    events: RefCell<Events>,
+    sources: RefCell<Slab<Arc<ScheduledIo>>>,
+    generation: Cell<usize>,
+}
+
+impl Reactor {
+    pub(crate) fn new(poll: mio::Poll) -> Reactor {
+        Reactor {
+            poll: RefCell::new(poll),
+            events: RefCell::new(Events::with_capacity(1024)),
+            sources: RefCell::new(Slab::new()),
+            generation: Cell::new(0),
+        }
+    }
+
+    /// Waits for events up to `timeout` (`None`: until one arrives) and wakes
+    /// the waiters they concern. Returns how many events there were.
+    pub(crate) fn poll(&self, timeout: Option<Duration>) -> usize {
+        let mut events = self.events.borrow_mut();
+        if let Err(e) = self.poll.borrow_mut().poll(&mut events, timeout) {
+            // EINTR is a normal early return (mio does not retry it for us).
+            if e.kind() != io::ErrorKind::Interrupted {
+                eprintln!("fiberloop: poll failed: {e}");
+            }
+            return 0;
+        }
+        let mut woken = Vec::new();
+        {
+            let sources = self.sources.borrow();
+            for event in events.iter() {
+                let token = event.token().0;
+                if event.token() == WAKER_TOKEN {
+                    continue;
+                }
+                let Some(io) = sources
+                    .get(token & INDEX_MASK)
+                    .filter(|io| io.token == token)
+                else {
+                    continue; // a freed or reused slot: stale event
+                };
+                let read = event.is_readable() || event.is_read_closed() || event.is_error();
+                let write = event.is_writable() || event.is_write_closed() || event.is_error();
+                io.ready(read, write, &mut woken);
+            }
+        }
+        // Wake outside the table borrow: a waker may run arbitrary code.
+        let count = events.iter().count();
+        drop(events);
+        woken.into_iter().for_each(Waker::wake);
+        count
+    }
+
+    /// Registers `fd` for both directions (edge-triggered) with this loop.
+    fn register(&self, fd: RawFd, shared: &Arc<Shared>) -> io::Result<Registration> {
+        let mut sources = self.sources.borrow_mut();
+        let entry = sources.vacant_entry();
+        let generation = (self.generation.get() + 1) & (usize::MAX >> (INDEX_BITS + 1));
+        self.generation.set(generation);
+        let token = entry.key() | (generation << INDEX_BITS);
+        let io = Arc::new(ScheduledIo::new(token));
+        shared.registry.register(
+            &mut SourceFd(&fd),
+            Token(token),
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        )?;
+        entry.insert(io.clone());
+        Ok(Registration {
+            shared: shared.clone(),
+            io,
+        })
+    }
+
+    /// Frees the slot of a deregistered source.
+    pub(crate) fn release(&self, token: usize) {
+        let mut sources = self.sources.borrow_mut();
+        if sources
+            .get(token & INDEX_MASK)
+            .is_some_and(|io| io.token == token)
+        {
+            sources.remove(token & INDEX_MASK);
+        }
+    }
+
+    /// Number of registered sources.
+    pub(crate) fn len(&self) -> usize {
+        self.sources.borrow().len()
+    }
+}
+
+/// Per-source readiness: a tick and a waiter slot per direction.
+pub(crate) struct ScheduledIo {
+    token: usize,
+    /// Bumped on every event for that direction ([read, write]).
+    ticks: [AtomicUsize; 2],
+    /// The fiber or task waiting in each direction.
+    waiters: Mutex<[Option<Waker>; 2]>,
+}
+
+impl ScheduledIo {
+    fn new(token: usize) -> ScheduledIo {
+        ScheduledIo {
+            token,
+            ticks: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            waiters: Mutex::new([None, None]),
+        }
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, [Option<Waker>; 2]> {
+        // A waker that panicked while we held the lock leaves valid data behind.
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn ready(&self, read: bool, write: bool, woken: &mut Vec<Waker>) {
+        let mut waiters = self.waiters();
+        for (dir, hit) in [read, write].into_iter().enumerate() {
+            if hit {
+                self.ticks[dir].fetch_add(1, Ordering::Release);
+                woken.extend(waiters[dir].take());
+            }
+        }
+    }
+
+    /// Ready once an event arrived after the first call (which records the
+    /// tick in `seen` and registers the waker).
+    fn poll_ready(
+        &self,
+        interest: Interest,
+        seen: &mut Option<usize>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let dir = interest as usize;
+        let mut waiters = self.waiters();
+        let tick = self.ticks[dir].load(Ordering::Acquire);
+        match *seen {
+            Some(old) if old != tick => return Poll::Ready(()),
+            Some(_) => {}
+            None => *seen = Some(tick),
+        }
+        match &mut waiters[dir] {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    fn clear_waiter(&self, interest: Interest) {
+        self.waiters()[interest as usize] = None;
+    }
+}
+
+/// A source's registration with one loop.
+struct Registration {
+    shared: Arc<Shared>,
+    io: Arc<ScheduledIo>,
+}
+
+impl Registration {
+    fn deregister(self, fd: RawFd) {
+        // Any thread may do this: mio's Registry is thread-safe. The loop frees
+        // the slot when it next drains `released`.
+        let _ = self.shared.registry.deregister(&mut SourceFd(&fd));
+        self.shared.released.push(self.io.token);
+    }
+}
+
+/// A non-blocking descriptor (`T` is a mio socket) driven in blocking style.
+pub(crate) struct Source<T: AsRawFd> {
+    io: T,
+    registration: Mutex<Option<Registration>>,
+}
+
+impl<T: AsRawFd> Source<T> {
+    pub(crate) fn new(io: T) -> Source<T> {
+        Source {
+            io,
+            registration: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// Runs `op` until it does not say `WouldBlock`, waiting for `interest`
+    /// between tries. `EINTR` is retried. When `timeout` is set and passes
+    /// (counted from the first `WouldBlock`), the error is `TimedOut`.
+    pub(crate) fn do_io<R>(
+        &self,
+        interest: Interest,
+        timeout: Option<Duration>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let mut deadline = None;
+        loop {
+            match op(&self.io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Read the clock only once we know we must wait.
+                    if deadline.is_none() {
+                        deadline = timeout
+                            .map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future));
+                    }
+                    self.wait(interest, deadline)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return result,
+            }
+        }
+    }
+
+    /// Blocks (the fiber, or the thread outside a loop) until the descriptor may
+    /// be ready for `interest`. Readiness is a hint: retry the operation.
+    pub(crate) fn wait(&self, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
+        let Some(core) = wait::fiber_core() else {
+            return match sys::wait_fd(self.io.as_raw_fd(), interest, deadline)? {
+                true => Ok(()),
+                false => Err(WaitError::TimedOut.into()),
+            };
+        };
+        let io = self.registered_with(&core)?;
+        let mut seen = None;
+        let result = wait::block_on(deadline, |cx| io.poll_ready(interest, &mut seen, cx));
+        if result.is_err() {
+            io.clear_waiter(interest); // timed out or cancelled: leave no waker behind
+        }
+        result.map_err(io::Error::from)
+    }
+
+    fn registered_with(&self, core: &Core) -> io::Result<Arc<ScheduledIo>> {
+        let mut registration = self
+            .registration
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(current) = &*registration {
+            if Arc::ptr_eq(&current.shared, core.shared()) {
+                return Ok(current.io.clone());
+            }
+        }
+        if let Some(old) = registration.take() {
+            old.deregister(self.io.as_raw_fd());
+        }
+        let new = core.reactor.register(self.io.as_raw_fd(), core.shared())?;
+        let io = new.io.clone();
+        *registration = Some(new);
+        Ok(io)
+    }
+}
+
+impl<T: AsRawFd> Drop for Source<T> {
+    fn drop(&mut self) {
+        let registration = self
+            .registration
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(registration) = registration.take() {
+            registration.deregister(self.io.as_raw_fd());
+        }
+    }
+}
+
+impl<T: AsRawFd + std::fmt::Debug> std::fmt::Debug for Source<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.io.fmt(f)
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// Frees the reactor slots of sources dropped since the last call.
+pub(crate) fn drain_released(core: &Core) {
+    while let Some(token) = core.shared().released.pop() {
+        core.reactor.release(token);
+    }
+}

@@ -1,0 +1,290 @@
+//! The public face of a loop: [`run`], [`EventLoop`], and the asyncio-style
+//! calls on a [`Handle`] (`call_soon`, `call_later`, `call_at`, `time`, `stop`).
+//!
+//! A loop belongs to the thread that created it; [`EventLoop`] and [`Handle`]
+//! are `!Send`, which the compiler checks:
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<fiberloop::EventLoop>();
+//! ```
+//!
+//! ```compile_fail
+//! fn assert_send<T: Send>() {}
+//! assert_send::<fiberloop::Handle>();
+//! ```
+
+use std::any::Any;
+use std::cell::Cell;
+use std::fmt;
+use std::io;
+use std::panic;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::scheduler::{self, CallbackCell, Core};
+use crate::task::JoinHandle;
+use crate::timer::{TimerAction, TimerKey};
+
+/// Usable stack of the main fiber that [`run`] and
+/// [`EventLoop::run_until_complete`] create: 256 KiB, more than other fibers
+/// get by default because `main`-like code tends to hold more on its stack.
+pub const MAIN_STACK_SIZE: usize = 256 * 1024;
+
+/// Runs `f` as the main fiber of a new event loop on this thread and drives the
+/// loop until `f` returns; returns what `f` returns.
+///
+/// Fibers still alive when `f` returns are cancelled before `run` returns: a
+/// fiber that never started is dropped with its closure; a suspended fiber is
+/// resumed one last time and its blocking call unwinds its stack, so its
+/// destructors run. (A blocking call made *by* a destructor during that unwind
+/// returns a `Cancelled` error instead of blocking.) Pending callbacks and
+/// timers are dropped without running.
+///
+/// If `f` panics, the panic is re-raised here, after the cleanup above.
+///
+/// # Panics
+/// If this thread already runs a loop, or the loop cannot be created.
+///
+/// ```
+/// let total = fiberloop::run(|| {
+///     let handles: Vec<_> = (1..=3).map(|i| fiberloop::spawn(move || i * 10)).collect();
+///     handles.into_iter().map(|h| h.join().unwrap()).sum::<i32>()
+/// });
+/// assert_eq!(total, 60);
+/// ```
+pub fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    let event_loop = EventLoop::new().unwrap_or_else(|e| panic!("fiberloop::run: {e}"));
+    event_loop.run_until_complete(f)
+}
+
+/// An event loop bound to the calling thread. Dropping it cancels the fibers
+/// still alive (see [`run`]).
+pub struct EventLoop {
+    core: Rc<Core>,
+}
+
+impl EventLoop {
+    /// Creates this thread's event loop.
+    ///
+    /// # Errors
+    /// `AlreadyExists` if the thread has a loop already (one per thread);
+    /// otherwise what creating the poller (`epoll`/`kqueue`) returned.
+    pub fn new() -> io::Result<EventLoop> {
+        crate::sys::signal::install();
+        let core = Rc::new(Core::new()?);
+        scheduler::install(core.clone())?;
+        Ok(EventLoop { core })
+    }
+
+    /// A handle for scheduling callbacks on this loop.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            core: self.core.clone(),
+        }
+    }
+
+    /// Runs `f` as a fiber and drives the loop until it returns (other fibers
+    /// run meanwhile and stay alive afterwards). [`Handle::stop`] does not end
+    /// this call. A panic in `f` is re-raised here.
+    ///
+    /// # Panics
+    /// If the loop is already running (called from one of its fibers).
+    pub fn run_until_complete<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        let closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
+        let task = self
+            .core
+            .spawn(closure, Some("main".into()), MAIN_STACK_SIZE);
+        let main = JoinHandle::<T>::new(task);
+        self.core.run(false, &|| main.is_finished());
+        match main.join() {
+            Ok(value) => value,
+            Err(e) if e.is_panic() => panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("fiberloop: the main fiber did not finish: {e}"),
+        }
+    }
+
+    /// Drives the loop until [`Handle::stop`] is called (asyncio's
+    /// `run_forever`). Fibers alive at that point stay suspended and carry on
+    /// at the next run.
+    ///
+    /// # Panics
+    /// If the loop is already running.
+    pub fn run_forever(&self) {
+        self.core.run(true, &|| false);
+    }
+}
+
+impl Drop for EventLoop {
+    fn drop(&mut self) {
+        self.core.cancel_all();
+        scheduler::uninstall();
+    }
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("fibers", &self.core.task_count())
+            .field("sources", &self.core.reactor.len())
+            .field("timers", &self.core.timers.borrow().len())
+            .finish()
+    }
+}
+
+/// A handle to the running loop of this thread, like asyncio's
+/// `get_running_loop()`.
+///
+/// # Panics
+/// If the thread has no event loop; see [`try_handle`].
+pub fn handle() -> Handle {
+    try_handle().expect("fiberloop::handle called on a thread without an event loop")
+}
+
+/// A handle to this thread's loop, or `None` if it has none.
+pub fn try_handle() -> Option<Handle> {
+    scheduler::core().map(|core| Handle { core })
+}
+
+/// A cheap, cloneable reference to a loop, for scheduling callbacks and
+/// stopping it. Same-thread only; a cross-thread handle is separate work.
+#[derive(Clone)]
+pub struct Handle {
+    core: Rc<Core>,
+}
+
+impl Handle {
+    /// Runs `f` on the loop as soon as possible, after the callbacks and fibers
+    /// already queued (FIFO). Callbacks run on the loop's own stack, not in a
+    /// fiber: they must not block (a blocking call panics with an explanation;
+    /// the loop reports the panic and carries on).
+    pub fn call_soon(&self, f: impl FnOnce() + 'static) -> CallbackHandle {
+        let cell = Rc::new(CallbackCell {
+            f: Cell::new(Some(Box::new(f))),
+        });
+        self.core.push_callback(cell.clone());
+        CallbackHandle { cell, timer: None }
+    }
+
+    /// Runs `f` once `delay` has passed.
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> CallbackHandle {
+        let when = Instant::now().checked_add(delay).unwrap_or_else(far_future);
+        self.call_at(when, f)
+    }
+
+    /// Runs `f` once the clock reaches `when` ([`time`](Self::time) is that
+    /// clock). Callbacks due at the same instant run in the order they were set.
+    pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> CallbackHandle {
+        let cell = Rc::new(CallbackCell {
+            f: Cell::new(Some(Box::new(f))),
+        });
+        let key = self
+            .core
+            .timers
+            .borrow_mut()
+            .insert(when, TimerAction::Call(cell.clone()));
+        CallbackHandle {
+            cell,
+            timer: Some(Timer {
+                core: Rc::downgrade(&self.core),
+                key,
+                when,
+            }),
+        }
+    }
+
+    /// The loop's clock (monotonic), the one `call_at` deadlines refer to.
+    pub fn time(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// Makes [`EventLoop::run_forever`] return once the callbacks and fibers
+    /// already running in this round have had their turn.
+    pub fn stop(&self) {
+        self.core.stop();
+    }
+
+    /// True while the loop is being driven.
+    pub fn is_running(&self) -> bool {
+        self.core.is_running()
+    }
+
+    /// Spawns a fiber on this loop (see [`spawn`](crate::spawn)).
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        crate::spawn(f)
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("running", &self.core.is_running())
+            .finish()
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// A scheduled callback, returned by `call_soon`, `call_later` and `call_at`.
+/// Dropping it does not cancel the callback; [`cancel`](Self::cancel) does.
+pub struct CallbackHandle {
+    cell: Rc<CallbackCell>,
+    timer: Option<Timer>,
+}
+
+struct Timer {
+    core: Weak<Core>,
+    key: TimerKey,
+    when: Instant,
+}
+
+impl CallbackHandle {
+    /// Cancels the callback if it has not run yet, dropping its closure (and
+    /// its timer) now. Cancelling twice, or after it ran, does nothing.
+    pub fn cancel(&self) {
+        let f = self.cell.f.take();
+        drop(f);
+        if let Some(timer) = &self.timer {
+            if let Some(core) = timer.core.upgrade() {
+                let action = core.timers.borrow_mut().cancel(timer.key);
+                drop(action);
+            }
+        }
+    }
+
+    /// True if the callback has neither run nor been cancelled.
+    pub fn is_pending(&self) -> bool {
+        let f = self.cell.f.take();
+        let pending = f.is_some();
+        self.cell.f.set(f);
+        pending
+    }
+
+    /// When a `call_later`/`call_at` callback is due; `None` for `call_soon`.
+    pub fn when(&self) -> Option<Instant> {
+        self.timer.as_ref().map(|t| t.when)
+    }
+}
+
+impl fmt::Debug for CallbackHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackHandle")
+            .field("pending", &self.is_pending())
+            .field("when", &self.when())
+            .finish()
+    }
+}

@@ -1,0 +1,493 @@
+//! The scheduler: one per thread, driving the ready queue, timers and reactor.
+//!
+//! ```text
+//!            spawn / wake / call_soon                    other threads
+//!                     |                                       |
+//!                     v                                 remote queue (SegQueue)
+//!   +-------------- ready queue (VecDeque) <---- drain ----+  + mio::Waker
+//!   |                      |                               |
+//!   |       pop: resume fiber / run callback               |
+//!   |       (at most BUDGET, then look at I/O)             |
+//!   |                      |                               |
+//!   |                      v                               |
+//!   |   poll(timeout) ---- timeout = 0 if work is ready,   |
+//!   |        |             else until the next timer,      |
+//!   |        |             else forever                    |
+//!   |        v                                             |
+//!   +-- wake I/O waiters, fire expired timers -------------+
+//! ```
+//!
+//! `Core` is the loop's state; it lives in an `Rc` owned by the
+//! [`EventLoop`](crate::EventLoop) and published in a thread-local while the
+//! loop exists. `Shared` is the part other threads may touch: the remote queue,
+//! the poller's waker and the mio registry.
+//!
+//! Ordering rules: `call_soon` callbacks and woken fibers run in FIFO order; a
+//! newly spawned fiber is queued *ahead* of older work, in spawn order (Go's
+//! `runnext`), which makes a spawn tree run depth-first and keeps few stacks live.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::mem;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corosensei::CoroutineResult;
+use crossbeam_queue::SegQueue;
+use slab::Slab;
+
+use crate::fiber::{Coro, Exit, ForcedUnwind, Resume, Suspend};
+use crate::reactor::{self, Reactor, WAKER_TOKEN};
+use crate::stack;
+use crate::task::{Body, Closure, JoinError, Output, Task};
+use crate::timer::{TimerAction, Timers};
+
+/// Ready items run between two looks at I/O and timers when work keeps coming
+/// (tokio uses 61 for the same purpose).
+const BUDGET: usize = 61;
+
+/// How often the loop retries resuming a fiber that keeps blocking while it is
+/// being cancelled before it gives up and leaks it.
+const UNWIND_ATTEMPTS: usize = 64;
+
+/// The thread-safe half of a loop.
+pub(crate) struct Shared {
+    /// Tasks woken from other threads.
+    remote: SegQueue<Arc<Task>>,
+    /// Tokens of sources deregistered (from any thread) whose slot awaits release.
+    pub(crate) released: SegQueue<usize>,
+    /// True while the loop is (about to be) blocked in `poll`.
+    sleeping: AtomicBool,
+    /// Interrupts `poll` when a remote wake arrives.
+    poller: mio::Waker,
+    /// For registering and deregistering sources from any thread.
+    pub(crate) registry: mio::Registry,
+}
+
+impl Shared {
+    fn push_remote(&self, task: Arc<Task>) {
+        if task.remote_queued.swap(true, Ordering::AcqRel) {
+            return; // already on its way
+        }
+        self.remote.push(task);
+        // Pairs with the fence in `Core::turn`: either the loop sees our task
+        // before it sleeps, or we see it sleeping and wake it.
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) {
+            let _ = self.poller.wake();
+        }
+    }
+}
+
+/// Something to run from the ready queue.
+pub(crate) enum Runnable {
+    Task(Arc<Task>),
+    Call(Rc<CallbackCell>),
+}
+
+/// A `call_soon`/`call_later` callback; cancelling empties it.
+pub(crate) struct CallbackCell {
+    pub(crate) f: Cell<Option<Box<dyn FnOnce()>>>,
+}
+
+/// One loop's state. Lives on, and is touched only by, its own thread.
+pub(crate) struct Core {
+    shared: Arc<Shared>,
+    ready: RefCell<VecDeque<Runnable>>,
+    /// Where the next spawned fiber goes in `ready`; reset whenever a new item runs.
+    spawn_at: Cell<usize>,
+    /// Every live task: the loop's strong reference, for cancellation at the end.
+    tasks: RefCell<Slab<Arc<Task>>>,
+    /// The task being resumed, valid only during `run_task` (which holds an Arc).
+    current: Cell<Option<NonNull<Task>>>,
+    pub(crate) timers: RefCell<Timers>,
+    pub(crate) reactor: Reactor,
+    /// `stop()` was called; `run_forever` returns at its next check.
+    stopping: Cell<bool>,
+    /// The loop is being driven (guards against nested runs).
+    running: Cell<bool>,
+}
+
+thread_local! {
+    /// This thread's loop, from `EventLoop::new` until it is dropped.
+    static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's loop, if it has one.
+#[inline]
+pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
+    CORE.try_with(|core| core.borrow().as_deref().map(f))
+        .ok()
+        .flatten()
+}
+
+/// This thread's loop, if it has one.
+pub(crate) fn core() -> Option<Rc<Core>> {
+    CORE.try_with(|core| core.borrow().clone()).ok().flatten()
+}
+
+/// Makes `core` this thread's loop; fails if the thread already has one.
+pub(crate) fn install(core: Rc<Core>) -> io::Result<()> {
+    CORE.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "this thread already has a fiberloop event loop (one loop per thread)",
+            ));
+        }
+        *slot = Some(core);
+        Ok(())
+    })
+}
+
+/// Removes this thread's loop.
+pub(crate) fn uninstall() -> Option<Rc<Core>> {
+    CORE.try_with(|slot| slot.borrow_mut().take())
+        .ok()
+        .flatten()
+}
+
+/// Queues a woken task on its loop: directly on the loop's own thread, through
+/// the remote queue from anywhere else.
+pub(crate) fn wake_task(task: Arc<Task>) {
+    let mut task = Some(task);
+    with_core(|core| {
+        if task
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(&core.shared, &t.shared))
+        {
+            core.schedule(task.take().expect("checked"));
+        }
+    });
+    if let Some(task) = task {
+        let shared = task.shared.clone();
+        shared.push_remote(task);
+    }
+}
+
+/// Process-unique fiber ids, handed to each thread in blocks to avoid
+/// contending on one counter.
+fn next_id() -> u64 {
+    static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+    const BLOCK: u64 = 1024;
+    thread_local! {
+        static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+            end = next + BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    })
+}
+
+impl Core {
+    pub(crate) fn new() -> io::Result<Core> {
+        let poll = mio::Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let poller = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let shared = Arc::new(Shared {
+            remote: SegQueue::new(),
+            released: SegQueue::new(),
+            sleeping: AtomicBool::new(false),
+            poller,
+            registry,
+        });
+        Ok(Core {
+            shared,
+            ready: RefCell::new(VecDeque::with_capacity(256)),
+            spawn_at: Cell::new(0),
+            tasks: RefCell::new(Slab::with_capacity(256)),
+            current: Cell::new(None),
+            timers: RefCell::new(Timers::default()),
+            reactor: Reactor::new(poll),
+            stopping: Cell::new(false),
+            running: Cell::new(false),
+        })
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The fiber being run, if any.
+    pub(crate) fn current_task(&self) -> Option<Arc<Task>> {
+        let task = self.current.get()?;
+        // SAFETY: `current` is set only inside `run_task`/`cancel` around a
+        // resume, and cleared before they return; both hold an `Arc<Task>` for
+        // that whole time, so the pointee is alive and this adds a reference.
+        Some(unsafe {
+            Arc::increment_strong_count(task.as_ptr());
+            Arc::from_raw(task.as_ptr())
+        })
+    }
+
+    /// Creates a task for `closure` and queues it ahead of older work.
+    pub(crate) fn spawn(
+        &self,
+        closure: Closure,
+        name: Option<Arc<str>>,
+        stack_size: usize,
+    ) -> Arc<Task> {
+        let task = Arc::new(Task::new(
+            next_id(),
+            name,
+            stack_size,
+            self.shared.clone(),
+            closure,
+        ));
+        let local = task.local(self);
+        local.key.set(self.tasks.borrow_mut().insert(task.clone()));
+        local.queued.set(true);
+        let mut ready = self.ready.borrow_mut();
+        let at = self.spawn_at.get().min(ready.len());
+        ready.insert(at, Runnable::Task(task.clone()));
+        self.spawn_at.set(at + 1);
+        task
+    }
+
+    /// Queues a callback at the back of the ready queue.
+    pub(crate) fn push_callback(&self, callback: Rc<CallbackCell>) {
+        self.ready.borrow_mut().push_back(Runnable::Call(callback));
+    }
+
+    /// Puts a woken task at the back of the ready queue, unless it is queued
+    /// already or finished.
+    pub(crate) fn schedule(&self, task: Arc<Task>) {
+        let already = task.local(self).queued.replace(true);
+        if !already && !task.is_complete() {
+            self.ready.borrow_mut().push_back(Runnable::Task(task));
+        }
+    }
+
+    /// Asks `run_forever` to return after the current batch.
+    pub(crate) fn stop(&self) {
+        self.stopping.set(true);
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.running.get()
+    }
+
+    /// Drives the loop until `done()` (checked after every item), or, when
+    /// `honour_stop`, until `stop()` is called.
+    pub(crate) fn run(&self, honour_stop: bool, done: &dyn Fn() -> bool) {
+        assert!(
+            !self.running.replace(true),
+            "fiberloop: the event loop is already running (a loop cannot be run from inside itself)"
+        );
+        struct Running<'a>(&'a Cell<bool>);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _running = Running(&self.running);
+        loop {
+            if done() || (honour_stop && self.stopping.replace(false)) {
+                return;
+            }
+            for _ in 0..BUDGET {
+                let next = self.ready.borrow_mut().pop_front();
+                let Some(next) = next else { break };
+                self.spawn_at.set(0);
+                match next {
+                    Runnable::Task(task) => self.run_task(task),
+                    Runnable::Call(callback) => run_callback(&callback),
+                }
+                if done() {
+                    return;
+                }
+            }
+            self.turn(honour_stop);
+        }
+    }
+
+    /// One look at the outside world: remote wakes, I/O, timers.
+    fn turn(&self, honour_stop: bool) {
+        self.drain_remote();
+        reactor::drain_released(self);
+        let mut timeout = if !self.ready.borrow().is_empty() || (honour_stop && self.stopping.get())
+        {
+            Some(Duration::ZERO)
+        } else {
+            let next = self.timers.borrow_mut().next_deadline();
+            next.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        };
+        if timeout != Some(Duration::ZERO) {
+            self.shared.sleeping.store(true, Ordering::Relaxed);
+            fence(Ordering::SeqCst); // pairs with `Shared::push_remote`
+            if !self.shared.remote.is_empty() {
+                timeout = Some(Duration::ZERO);
+            }
+        }
+        self.reactor.poll(timeout);
+        self.shared.sleeping.store(false, Ordering::Relaxed);
+        self.drain_remote();
+        self.fire_timers(Instant::now());
+    }
+
+    fn drain_remote(&self) {
+        while let Some(task) = self.shared.remote.pop() {
+            task.remote_queued.store(false, Ordering::Release);
+            self.schedule(task);
+        }
+    }
+
+    fn fire_timers(&self, now: Instant) {
+        loop {
+            let action = self.timers.borrow_mut().pop_expired(now);
+            match action {
+                None => return,
+                Some(TimerAction::Wake(waker)) => waker.wake(),
+                Some(TimerAction::Call(callback)) => self.push_callback(callback),
+            }
+        }
+    }
+
+    /// Resumes (or starts) a task's fiber until it suspends or finishes.
+    fn run_task(&self, task: Arc<Task>) {
+        let local = task.local(self);
+        local.queued.set(false);
+        let mut body = local.body.borrow_mut();
+        if let Body::NotStarted(_) = &*body {
+            if let Err(e) = start(local, &mut body) {
+                drop(body);
+                return self.finish(&task, Err(JoinError::no_stack(e)));
+            }
+        }
+        let Body::Started(coro) = &mut *body else {
+            return; // finished while queued (a stale wake)
+        };
+        self.current.set(Some(NonNull::from(&*task)));
+        let result = coro.resume(&local.fault, Resume::Run);
+        self.current.set(None);
+        match result {
+            CoroutineResult::Yield(Suspend::Yield) => {
+                drop(body);
+                self.schedule(task);
+            }
+            CoroutineResult::Yield(Suspend::Park) => {}
+            CoroutineResult::Return(exit) => {
+                retire(&mut body);
+                drop(body);
+                self.finish(&task, output_of(exit));
+            }
+        }
+    }
+
+    /// Publishes a task's output and forgets the task.
+    fn finish(&self, task: &Arc<Task>, output: Output) {
+        let local = task.local(self);
+        task.complete(local, output);
+        let removed = self.tasks.borrow_mut().try_remove(local.key.get());
+        drop(removed); // outside the borrow
+    }
+
+    /// Number of live fibers (started or not).
+    pub(crate) fn task_count(&self) -> usize {
+        self.tasks.borrow().len()
+    }
+
+    /// Cancels every live fiber: unstarted ones are dropped, suspended ones are
+    /// unwound so their destructors run. Then drops queued callbacks and timers.
+    pub(crate) fn cancel_all(&self) {
+        // Destructors may spawn or wake; a few rounds catch what they start.
+        for _ in 0..8 {
+            let tasks: Vec<Arc<Task>> =
+                self.tasks.borrow().iter().map(|(_, t)| t.clone()).collect();
+            if tasks.is_empty() {
+                break;
+            }
+            for task in tasks {
+                self.cancel(&task);
+            }
+        }
+        let left = self.tasks.borrow().len();
+        if left > 0 {
+            eprintln!("fiberloop: {left} fibers kept spawning while the loop was closing; dropped");
+            let tasks: Vec<Arc<Task>> = self.tasks.borrow_mut().drain().collect();
+            for task in tasks {
+                *task.local(self).body.borrow_mut() = Body::Done;
+            }
+        }
+        let ready = mem::take(&mut *self.ready.borrow_mut());
+        drop(ready);
+        let mut timers = mem::take(&mut *self.timers.borrow_mut());
+        timers.clear();
+    }
+
+    fn cancel(&self, task: &Arc<Task>) {
+        let local = task.local(self);
+        let body = mem::replace(&mut *local.body.borrow_mut(), Body::Done);
+        match body {
+            Body::Done => {}
+            Body::NotStarted(closure) => {
+                drop(closure);
+                self.finish(task, Err(JoinError::cancelled()));
+            }
+            Body::Started(mut coro) => {
+                self.current.set(Some(NonNull::from(&**task)));
+                for _ in 0..UNWIND_ATTEMPTS {
+                    if let CoroutineResult::Return(exit) = coro.resume(&local.fault, Resume::Unwind)
+                    {
+                        self.current.set(None);
+                        stack::give_back(coro.into_stack());
+                        return self.finish(task, output_of(exit));
+                    }
+                }
+                self.current.set(None);
+                eprintln!(
+                    "fiberloop: fiber #{} kept blocking while being cancelled; leaking its stack",
+                    task.id
+                );
+                debug_assert!(!coro.is_done());
+                mem::forget(coro);
+                self.finish(task, Err(JoinError::cancelled()));
+            }
+        }
+    }
+}
+
+/// Gives a not-yet-started task a stack and its coroutine.
+fn start(local: &crate::task::Local, body: &mut Body) -> io::Result<()> {
+    let stack = stack::take(local.stack_size)?;
+    local.fault.guard.set(stack.guard());
+    local.fault.size.set(stack.size());
+    if let Body::NotStarted(closure) = mem::replace(body, Body::Done) {
+        *body = Body::Started(Coro::new(stack, closure));
+    }
+    Ok(())
+}
+
+/// Empties a finished body and returns its stack to the pool.
+fn retire(body: &mut Body) {
+    if let Body::Started(coro) = mem::replace(body, Body::Done) {
+        stack::give_back(coro.into_stack());
+    }
+}
+
+fn output_of(exit: Exit) -> Output {
+    match exit {
+        Ok(value) => Ok(value),
+        Err(payload) if payload.is::<ForcedUnwind>() => Err(JoinError::cancelled()),
+        Err(payload) => Err(JoinError::panicked(payload)),
+    }
+}
+
+fn run_callback(callback: &CallbackCell) {
+    let Some(f) = callback.f.take() else { return }; // cancelled
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        // The panic hook has printed the message; like asyncio's default
+        // exception handler, report and keep the loop going.
+        eprintln!("fiberloop: a loop callback panicked; the loop carries on");
+    }
+}

@@ -1,0 +1,86 @@
+//! Platform code: the only place that talks to the kernel through raw `libc`.
+//!
+//! Everything above this module is safe Rust. A backend here must provide:
+//!
+//! - [`stack`]: guarded fiber stacks (`mmap` + a `PROT_NONE` guard page), with an
+//!   error on failure that names the kernel limit that was hit;
+//! - [`signal`]: a `SIGSEGV`/`SIGBUS` handler on an alternate signal stack that
+//!   recognises a fault in a fiber's guard page, reports it, and chains to the
+//!   previous handler for every other fault;
+//! - [`wait_fd`]: a blocking wait for readiness of one descriptor, used when the
+//!   crate's sockets are driven from a plain thread outside any event loop.
+//!
+//! Only Unix (Linux first; macOS and the BSDs compile the same code) is supported:
+//! fibers need `mmap`, signals and an alternate signal stack.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+pub(crate) mod signal;
+pub(crate) mod stack;
+
+/// Turns a libc `-1` return into `io::Error::last_os_error()`.
+///
+/// This is the one helper that touches control flow; everything in `sys` uses it.
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        #[allow(unused_unsafe)]
+        // SAFETY: each call site states why its arguments are valid for `$fn`.
+        let res = unsafe { libc::$fn($($arg),*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+pub(crate) use syscall;
+
+/// Which readiness a blocking wait is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interest {
+    Read,
+    Write,
+}
+
+/// Blocks the calling OS thread until `fd` is ready for `interest` or `deadline`
+/// passes (`Ok(false)`). Retries on `EINTR`.
+///
+/// Used only outside an event loop, where our sockets behave like std's
+/// blocking ones: the socket stays non-blocking and we wait with `poll(2)`.
+pub(crate) fn wait_fd(
+    fd: RawFd,
+    interest: Interest,
+    deadline: Option<Instant>,
+) -> io::Result<bool> {
+    let events = match interest {
+        Interest::Read => libc::POLLIN,
+        Interest::Write => libc::POLLOUT,
+    };
+    loop {
+        let timeout_ms = match deadline {
+            None => -1,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(false);
+                }
+                // Round up so that a sub-millisecond wait does not become a busy poll.
+                left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        let mut pfd = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // `pfd` is a valid, exclusively borrowed array of one pollfd.
+        match syscall!(poll(&mut pfd, 1, timeout_ms)) {
+            Ok(0) => continue,        // timed out: the deadline check above decides
+            Ok(_) => return Ok(true), // ready, or POLLERR/POLLHUP: the retried call reports it
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! Tasks: the unit the scheduler queues, and the handles users hold to them.
+//!
+//! A [`Task`] is one fiber's shared state, kept in an `Arc` so that a
+//! [`std::task::Waker`] can point at it: every wait in fiberloop (socket, timer,
+//! join) ends in a `Waker`, and waking a fiber's waker puts the fiber back on
+//! its loop's ready queue. That single mechanism serves both the fiber model and
+//! `async` code, so channels, timers and sockets are written once.
+//!
+//! # Thread rules
+//!
+//! A task belongs to the loop (OS thread) that spawned it and never runs
+//! anywhere else. Its fields fall in two groups:
+//!
+//! - *shared*: `state`, `join`, `remote_queued` are atomics, touched from any
+//!   thread (a waker may be woken elsewhere, a join handle may be sent away);
+//! - *owner*: everything in [`Local`] is touched only on the owning loop's
+//!   thread. Every access goes through [`Task::local`], which takes the loop's
+//!   `Core` as proof and checks it is the owner.
+//!
+//! The loop keeps a strong reference to every live task and clears its body on
+//! its own thread when the task finishes or is cancelled, so the last reference
+//! (perhaps a waker on another thread) only ever drops an empty body.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake};
+
+use atomic_waker::AtomicWaker;
+
+use crate::fiber::Coro;
+use crate::scheduler::{Core, Shared};
+use crate::sys::signal::FaultInfo;
+
+/// A fiber's result before it is handed to the joiner: the value, boxed so that
+/// the scheduler stays non-generic (a `()` or other zero-sized value does not
+/// allocate), or why there is none.
+pub(crate) type Output = Result<Box<dyn Any>, JoinError>;
+
+/// What a fiber runs, before it has a stack.
+pub(crate) type Closure = Box<dyn FnOnce() -> Box<dyn Any>>;
+
+/// `state` bit: the output is stored (or the task ended without one).
+const COMPLETE: u8 = 1 << 0;
+/// `state` bit: the join handle was dropped; whoever sets the second of
+/// `COMPLETE`/`DETACHED` drops the output.
+const DETACHED: u8 = 1 << 1;
+
+/// One fiber: its identity, its body, and its join slot.
+pub(crate) struct Task {
+    pub(crate) id: u64,
+    pub(crate) name: Option<Arc<str>>,
+    /// The owning loop's thread-safe half: remote queue and poller waker.
+    pub(crate) shared: Arc<Shared>,
+    state: AtomicU8,
+    /// True while the task sits in `shared.remote` (deduplicates remote wakes).
+    pub(crate) remote_queued: AtomicBool,
+    /// Woken when the task completes.
+    join: AtomicWaker,
+    /// Written once by the owner thread before `COMPLETE` is set (release);
+    /// taken once by whoever sees `COMPLETE` and holds the handle, or by the
+    /// owner if the handle was dropped first.
+    output: UnsafeCell<Option<Output>>,
+    local: Local,
+}
+
+/// The fields only the owning loop's thread may touch.
+pub(crate) struct Local {
+    /// True while the task is in the ready queue (deduplicates local wakes).
+    pub(crate) queued: Cell<bool>,
+    /// Key of this task in the loop's table of live tasks.
+    pub(crate) key: Cell<usize>,
+    /// Usable stack size requested for the fiber.
+    pub(crate) stack_size: usize,
+    pub(crate) body: RefCell<Body>,
+    /// Stack bounds, published to the SIGSEGV handler while the fiber runs.
+    pub(crate) fault: FaultInfo,
+}
+
+/// The life of a fiber's body: a closure (no stack yet), a suspended or running
+/// coroutine on a pooled stack, then nothing.
+pub(crate) enum Body {
+    NotStarted(Closure),
+    Started(Coro),
+    Done,
+}
+
+// SAFETY: the non-Sync parts of `Task` are `local` (Cells/RefCells, the body
+// with a `!Send` coroutine and closure) and `output`. `local` is reached only
+// through `Task::local`, which checks that the caller is on the owning loop's
+// thread. `output` is written by the owner before `COMPLETE` is published with
+// release ordering and read by one party after it observes `COMPLETE` with
+// acquire ordering (see `complete`, `take_output`, `detach`); a `!Send` output
+// is only ever held by a `JoinHandle<T>` that is itself `!Send`, so it is read
+// and dropped on the owner thread. The body is emptied on the owner thread
+// before the loop releases the task, so dropping the last `Arc` elsewhere never
+// drops a coroutine or closure there.
+unsafe impl Sync for Task {}
+// SAFETY: see `Sync` above; moving the `Arc` moves only the pointer.
+unsafe impl Send for Task {}
+
+impl Task {
+    pub(crate) fn new(
+        id: u64,
+        name: Option<Arc<str>>,
+        stack_size: usize,
+        shared: Arc<Shared>,
+        closure: Closure,
+    ) -> Task {
+        Task {
+            id,
+            name: name.clone(),
+            shared,
+            state: AtomicU8::new(0),
+            remote_queued: AtomicBool::new(false),
+            join: AtomicWaker::new(),
+            output: UnsafeCell::new(None),
+            local: Local {
+                queued: Cell::new(false),
+                key: Cell::new(usize::MAX),
+                stack_size,
+                body: RefCell::new(Body::NotStarted(closure)),
+                fault: FaultInfo {
+                    guard: Cell::new((0, 0)),
+                    size: Cell::new(0),
+                    id,
+                    name,
+                },
+            },
+        }
+    }
+
+    /// The owner-thread fields. `core` proves we are on a loop thread; the
+    /// check proves it is this task's loop.
+    #[inline]
+    pub(crate) fn local(&self, core: &Core) -> &Local {
+        assert!(
+            Arc::ptr_eq(&self.shared, core.shared()),
+            "fiberloop: a task was touched from a loop that does not own it"
+        );
+        &self.local
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.state.load(Ordering::Acquire) & COMPLETE != 0
+    }
+
+    /// Stores the output and wakes the joiner. Owner thread only (it takes the
+    /// `Local` as proof).
+    pub(crate) fn complete(&self, _owner: &Local, output: Output) {
+        // SAFETY: only the owner thread writes `output`, once, before COMPLETE;
+        // no reader looks at it until COMPLETE is set below.
+        unsafe { *self.output.get() = Some(output) };
+        let previous = self.state.fetch_or(COMPLETE, Ordering::AcqRel);
+        if previous & DETACHED != 0 {
+            // Nobody will join: drop the output here, on the owner thread.
+            // SAFETY: the handle is gone (DETACHED), so we are the only party.
+            drop(unsafe { (*self.output.get()).take() });
+        } else {
+            self.join.wake();
+        }
+    }
+
+    /// Polls for completion, registering `cx`'s waker if not complete.
+    pub(crate) fn poll_complete(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_complete() {
+            return Poll::Ready(());
+        }
+        self.join.register(cx.waker());
+        if self.is_complete() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Takes the output. Only the join handle calls this, once, after it has
+    /// seen `is_complete()`.
+    fn take_output(&self) -> Output {
+        debug_assert!(self.is_complete());
+        // SAFETY: COMPLETE was observed with acquire ordering, so the owner's
+        // write is visible and finished; the handle is consumed by this call,
+        // so nobody else reads the slot (the owner only drops it if DETACHED).
+        unsafe { (*self.output.get()).take() }.unwrap_or_else(|| Err(JoinError::cancelled()))
+    }
+
+    /// The join handle was dropped without joining.
+    fn detach(&self) {
+        let previous = self.state.fetch_or(DETACHED, Ordering::AcqRel);
+        if previous & COMPLETE != 0 {
+            // SAFETY: COMPLETE is set (acquire above), so the owner is done
+            // writing and, seeing no DETACHED then, left the output to us.
+            drop(unsafe { (*self.output.get()).take() });
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        debug_assert!(
+            matches!(*self.local.body.get_mut(), Body::Done),
+            "a task was released with a live body"
+        );
+    }
+}
+
+/// Waking a fiber re-queues it on its own loop: directly when woken on that
+/// loop's thread, through the loop's remote queue otherwise.
+impl Wake for Task {
+    fn wake(self: Arc<Self>) {
+        crate::scheduler::wake_task(self);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        crate::scheduler::wake_task(self.clone());
+    }
+}
+
+/// An owned permission to join a fiber: [`join`](JoinHandle::join) waits for it
+/// and returns its result. Dropping the handle detaches the fiber, which runs
+/// on and drops its result when it finishes.
+///
+/// `JoinHandle<T>` is `Send` when `T` is, so a fiber's result can be waited for
+/// from another fiber, another loop or a plain thread.
+pub struct JoinHandle<T> {
+    task: Option<Arc<Task>>,
+    _output: PhantomData<T>,
+}
+
+impl<T: 'static> JoinHandle<T> {
+    pub(crate) fn new(task: Arc<Task>) -> JoinHandle<T> {
+        JoinHandle {
+            task: Some(task),
+            _output: PhantomData,
+        }
+    }
+
+    fn task(&self) -> &Arc<Task> {
+        self.task.as_ref().expect("join handle used after join")
+    }
+
+    /// Waits for the fiber to finish and returns its value, or why there is none.
+    ///
+    /// In a fiber this blocks only the calling fiber; on a plain thread it
+    /// blocks the thread. If the *calling* fiber is cancelled while waiting,
+    /// this returns a cancelled [`JoinError`] and the fiber being joined runs on.
+    pub fn join(mut self) -> Result<T, JoinError> {
+        let task = self.task.take().expect("join handle used after join");
+        if !task.is_complete() {
+            if let Err(e) = crate::wait::block_on(None, |cx| task.poll_complete(cx)) {
+                // We were cancelled while waiting: leave the fiber detached.
+                self.task = Some(task);
+                return Err(match e {
+                    crate::wait::WaitError::Cancelled | crate::wait::WaitError::TimedOut => {
+                        JoinError::cancelled()
+                    }
+                });
+            }
+        }
+        let output = task.take_output()?;
+        Ok(*output
+            .downcast::<T>()
+            .expect("a fiber's output has the type its handle names"))
+    }
+
+    /// True once the fiber has finished (so [`join`](Self::join) will not block).
+    pub fn is_finished(&self) -> bool {
+        self.task().is_complete()
+    }
+
+    /// The fiber this handle joins.
+    pub fn fiber(&self) -> Fiber {
+        Fiber {
+            task: self.task().clone(),
+        }
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.detach();
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("JoinHandle");
+        if let Some(task) = &self.task {
+            d.field("id", &task.id)
+                .field("finished", &task.is_complete());
+        }
+        d.finish()
+    }
+}
+
+/// A handle to a fiber, for its identity: returned by [`current`](crate::current)
+/// and [`JoinHandle::fiber`]. Like [`std::thread::Thread`].
+#[derive(Clone)]
+pub struct Fiber {
+    task: Arc<Task>,
+}
+
+impl Fiber {
+    pub(crate) fn new(task: Arc<Task>) -> Fiber {
+        Fiber { task }
+    }
+
+    /// A number unique among the fibers of this process.
+    pub fn id(&self) -> FiberId {
+        FiberId(self.task.id)
+    }
+
+    /// The name given with [`Builder::name`](crate::Builder::name), if any.
+    pub fn name(&self) -> Option<&str> {
+        self.task.name.as_deref()
+    }
+}
+
+impl fmt::Debug for Fiber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fiber")
+            .field("id", &self.task.id)
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+/// A fiber's unique identifier. Ids are never reused within a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FiberId(pub(crate) u64);
+
+impl FiberId {
+    /// The id as a number.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for FiberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Why [`JoinHandle::join`] has no value: the fiber panicked, was cancelled, or
+/// could not get a stack.
+pub struct JoinError {
+    repr: Repr,
+}
+
+enum Repr {
+    Panicked(Box<dyn Any + Send + 'static>),
+    Cancelled,
+    NoStack(std::io::Error),
+}
+
+impl JoinError {
+    pub(crate) fn panicked(payload: Box<dyn Any + Send + 'static>) -> JoinError {
+        JoinError {
+            repr: Repr::Panicked(payload),
+        }
+    }
+
+    pub(crate) fn cancelled() -> JoinError {
+        JoinError {
+            repr: Repr::Cancelled,
+        }
+    }
+
+    pub(crate) fn no_stack(error: std::io::Error) -> JoinError {
+        JoinError {
+            repr: Repr::NoStack(error),
+        }
+    }
+
+    /// True if the fiber panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.repr, Repr::Panicked(_))
+    }
+
+    /// True if the fiber was cancelled (for example at the end of its loop).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.repr, Repr::Cancelled)
+    }
+
+    /// The panic payload, as [`std::thread::JoinHandle::join`] returns it, so that
+    /// `std::panic::resume_unwind(e.into_panic())` re-raises the panic.
+    ///
+    /// # Panics
+    /// If the fiber did not panic; see [`try_into_panic`](Self::try_into_panic).
+    pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
+        self.try_into_panic()
+            .unwrap_or_else(|e| panic!("`into_panic` on a JoinError that is not a panic: {e}"))
+    }
+
+    /// The panic payload if the fiber panicked, or the error back otherwise.
+    pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
+        match self.repr {
+            Repr::Panicked(payload) => Ok(payload),
+            repr => Err(JoinError { repr }),
+        }
+    }
+
+    /// The panic message, when the payload is a string (as `panic!` makes it).
+    pub fn panic_message(&self) -> Option<&str> {
+        match &self.repr {
+            Repr::Panicked(payload) => payload
+                .downcast_ref::<&'static str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Panicked(_) => match self.panic_message() {
+                Some(message) => write!(f, "fiber panicked: {message}"),
+                None => f.write_str("fiber panicked"),
+            },
+            Repr::Cancelled => f.write_str("fiber was cancelled"),
+            Repr::NoStack(e) => write!(f, "fiber could not start: {e}"),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.repr {
+            Repr::Panicked(_) => write!(f, "JoinError::Panicked({:?})", self.panic_message()),
+            Repr::Cancelled => f.write_str("JoinError::Cancelled"),
+            Repr::NoStack(e) => write!(f, "JoinError::NoStack({e:?})"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.repr {
+            Repr::NoStack(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A stack failure keeps its `io::Error`; a cancellation becomes
+/// [`Cancelled`](crate::Cancelled); a panic becomes its message (the payload
+/// cannot cross into an `io::Error`, which must be `Sync`).
+impl From<JoinError> for std::io::Error {
+    fn from(e: JoinError) -> std::io::Error {
+        match e.repr {
+            Repr::NoStack(e) => e,
+            Repr::Cancelled => std::io::Error::other(crate::Cancelled),
+            Repr::Panicked(_) => std::io::Error::other(e.to_string()),
+        }
+    }
+}

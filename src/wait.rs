@@ -1,0 +1,162 @@
+//! The one waiting mechanism: every blocking call in fiberloop ends here.
+//!
+//! A blocking operation is written once, as a poll function in the style of
+//! `Future::poll`: it either finishes or registers the [`Waker`] it is given
+//! and says `Pending`. [`block_on`] then parks whatever is calling:
+//!
+//! - in a fiber, the waker re-queues the fiber, and the fiber is suspended
+//!   (the thread goes on running other fibers);
+//! - on a plain thread with no event loop, the waker unparks the thread, and
+//!   the thread sleeps in `std::thread::park`;
+//! - on a thread whose loop is running but outside any fiber (a `call_soon`
+//!   callback), blocking would stall every fiber, so it panics with a message
+//!   saying so (the loop reports the panicking callback and carries on).
+//!
+//! Because the same poll functions take any waker, the `async` faces of the same
+//! primitives come for free: their futures call the same poll functions.
+
+use std::io;
+use std::panic;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::Instant;
+
+use crate::fiber::{self, ForcedUnwind, Resume, Suspend};
+use crate::scheduler::{self, Core};
+use crate::timer::{TimerAction, TimerKey};
+
+/// Why a wait ended without its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitError {
+    /// The deadline passed.
+    TimedOut,
+    /// The waiting fiber is being cancelled and is already unwinding.
+    Cancelled,
+}
+
+impl From<WaitError> for io::Error {
+    fn from(e: WaitError) -> io::Error {
+        match e {
+            WaitError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "operation timed out"),
+            WaitError::Cancelled => io::Error::other(crate::Cancelled),
+        }
+    }
+}
+
+/// Suspends the calling fiber. On cancellation this unwinds the fiber (or,
+/// when it is already unwinding, returns `Cancelled` so that a destructor's
+/// blocking call fails instead of unwinding twice).
+pub(crate) fn park(reason: Suspend) -> Result<(), WaitError> {
+    match fiber::suspend(reason) {
+        Resume::Run => Ok(()),
+        Resume::Unwind if thread::panicking() => Err(WaitError::Cancelled),
+        Resume::Unwind => panic::resume_unwind(Box::new(ForcedUnwind)),
+    }
+}
+
+/// The loop of the calling fiber, or `None` on a plain thread.
+///
+/// # Panics
+/// On a loop thread outside any fiber (see the module docs).
+pub(crate) fn fiber_core() -> Option<Rc<Core>> {
+    if fiber::in_fiber() {
+        return scheduler::core();
+    }
+    if scheduler::with_core(|_| ()).is_some() {
+        panic!(
+            "fiberloop: blocking call outside a fiber on a thread that has an event loop \
+             (for example in a call_soon/call_later callback): it would stall every fiber. \
+             Spawn a fiber for blocking work."
+        );
+    }
+    None
+}
+
+/// Polls `poll` until it is ready, parking the caller in between, or until
+/// `deadline` passes.
+pub(crate) fn block_on<T>(
+    deadline: Option<Instant>,
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+) -> Result<T, WaitError> {
+    match fiber_core() {
+        Some(core) => block_on_fiber(&core, deadline, poll),
+        None => {
+            let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+            let mut cx = Context::from_waker(&waker);
+            loop {
+                if let Poll::Ready(value) = poll(&mut cx) {
+                    return Ok(value);
+                }
+                match deadline {
+                    None => thread::park(),
+                    Some(deadline) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            return Err(WaitError::TimedOut);
+                        }
+                        thread::park_timeout(deadline - now);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn block_on_fiber<T>(
+    core: &Core,
+    deadline: Option<Instant>,
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+) -> Result<T, WaitError> {
+    let task = core.current_task().expect("a running fiber has a task");
+    let waker = Waker::from(task);
+    let mut cx = Context::from_waker(&waker);
+    let _timer = deadline.map(|deadline| TimerGuard::new(core, deadline, &waker));
+    loop {
+        if let Poll::Ready(value) = poll(&mut cx) {
+            return Ok(value);
+        }
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(WaitError::TimedOut);
+        }
+        park(Suspend::Park)?;
+    }
+}
+
+/// A timer that wakes a waiter at its deadline; cancelled when the wait ends
+/// any other way, so no timer outlives its wait.
+struct TimerGuard<'a> {
+    core: &'a Core,
+    key: TimerKey,
+}
+
+impl<'a> TimerGuard<'a> {
+    fn new(core: &'a Core, deadline: Instant, waker: &Waker) -> TimerGuard<'a> {
+        let key = core
+            .timers
+            .borrow_mut()
+            .insert(deadline, TimerAction::Wake(waker.clone()));
+        TimerGuard { core, key }
+    }
+}
+
+impl Drop for TimerGuard<'_> {
+    fn drop(&mut self) {
+        let action = self.core.timers.borrow_mut().cancel(self.key);
+        drop(action); // outside the borrow: dropping a waker may run code
+    }
+}
+
+/// Wakes a plain thread blocked in [`block_on`].
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
