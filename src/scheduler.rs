@@ -360,7 +360,9 @@ impl Core {
         let mut body = local.body.borrow_mut();
         if let Body::NotStarted(_) = &*body {
             if let Err(e) = start(local, &mut body) {
+                let closure = mem::replace(&mut *body, Body::Done);
                 drop(body);
+                drop(closure); // its captures are dropped here, on the owner thread
                 return self.finish(&task, Err(JoinError::no_stack(e)));
             }
         }

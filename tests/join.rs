@@ -1,0 +1,146 @@
+//! spawn/join: values, panics, detaching, joining from another thread.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+#[test]
+fn join_returns_the_value() {
+    let v = fiberloop::run(|| fiberloop::spawn(|| vec![1, 2, 3]).join().unwrap());
+    assert_eq!(v, vec![1, 2, 3]);
+}
+
+#[test]
+fn a_panicking_fiber_returns_its_payload_and_others_keep_running() {
+    fiberloop::run(|| {
+        let steady = fiberloop::spawn(|| {
+            let mut n = 0;
+            for _ in 0..10 {
+                fiberloop::yield_now();
+                n += 1;
+            }
+            n
+        });
+        let bad = fiberloop::spawn(|| -> u32 {
+            fiberloop::yield_now();
+            panic!("boom (expected by the test)")
+        });
+        let err = bad.join().unwrap_err();
+        assert!(err.is_panic());
+        assert_eq!(err.panic_message(), Some("boom (expected by the test)"));
+        assert!(err.to_string().contains("boom"));
+        let payload = err.into_panic();
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"boom (expected by the test)")
+        );
+        assert_eq!(steady.join().unwrap(), 10);
+    });
+}
+
+#[test]
+fn a_panic_in_the_main_fiber_reaches_the_caller_of_run() {
+    let caught = std::panic::catch_unwind(|| fiberloop::run(|| panic!("main failed (expected)")));
+    let payload = caught.unwrap_err();
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"main failed (expected)")
+    );
+    // The thread is usable again.
+    assert_eq!(fiberloop::run(|| 5), 5);
+}
+
+#[test]
+fn dropping_a_handle_detaches_the_fiber() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    fiberloop::run(move || {
+        let l2 = l.clone();
+        drop(fiberloop::spawn(move || {
+            fiberloop::sleep(Duration::from_millis(1));
+            l2.borrow_mut().push("detached ran");
+        }));
+        fiberloop::sleep(Duration::from_millis(10));
+        l.borrow_mut().push("main done");
+    });
+    assert_eq!(*log.borrow(), ["detached ran", "main done"]);
+}
+
+#[test]
+fn spawned_fibers_run_in_spawn_order_before_the_spawner_resumes() {
+    let order = fiberloop::run(|| {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let handles: Vec<_> = (0..5)
+            .map(|i| {
+                let log = log.clone();
+                fiberloop::spawn(move || log.borrow_mut().push(i))
+            })
+            .collect();
+        log.borrow_mut().push(100); // the spawner runs on until it blocks
+        for h in handles {
+            h.join().unwrap();
+        }
+        let v = log.borrow().clone();
+        v
+    });
+    assert_eq!(order, vec![100, 0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn current_names_the_running_fiber() {
+    fiberloop::run(|| {
+        assert_eq!(fiberloop::current().name(), Some("main"));
+        let h = fiberloop::Builder::new()
+            .name("worker")
+            .spawn(|| {
+                (
+                    fiberloop::current().id(),
+                    fiberloop::current().name().map(String::from),
+                )
+            })
+            .unwrap();
+        let fiber = h.fiber();
+        let (id, name) = h.join().unwrap();
+        assert_eq!(id, fiber.id());
+        assert_eq!(name.as_deref(), Some("worker"));
+        assert_ne!(id, fiberloop::current().id());
+    });
+    assert!(fiberloop::try_current().is_none());
+}
+
+#[test]
+fn a_fiber_can_be_joined_from_another_thread() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let joiner = std::thread::spawn(move || {
+        let handle: fiberloop::JoinHandle<u64> = rx.recv().unwrap();
+        handle.join().unwrap() // blocks this plain thread
+    });
+    fiberloop::run(move || {
+        let h = fiberloop::spawn(|| {
+            fiberloop::sleep(Duration::from_millis(20));
+            7u64
+        });
+        tx.send(h).unwrap();
+        // Keep the loop alive until the other thread has its answer.
+        fiberloop::sleep(Duration::from_millis(40));
+    });
+    assert_eq!(joiner.join().unwrap(), 7);
+}
+
+#[test]
+fn spawn_outside_a_loop_is_an_error() {
+    let err = fiberloop::Builder::new().spawn(|| ()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    assert!(err.to_string().contains("no fiberloop event loop"), "{err}");
+}
+
+#[test]
+fn many_fibers_spawn_and_join() {
+    let sum = fiberloop::run(|| {
+        let handles: Vec<_> = (0..10_000u64)
+            .map(|i| fiberloop::spawn(move || i))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(sum, (0..10_000u64).sum());
+}

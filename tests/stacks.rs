@@ -1,0 +1,214 @@
+//! Stacks: reuse without leaking state or memory, custom sizes, limits, overflow.
+
+mod util;
+
+use std::time::Duration;
+
+#[test]
+fn reused_stacks_do_not_leak_state_between_fibers() {
+    fiberloop::run(|| {
+        // A fiber fills its stack with a pattern; the next one on the same
+        // (pooled) stack starts from a clean frame: its locals are its own.
+        fiberloop::spawn(|| {
+            let buf = [0xAAu8; 16 * 1024];
+            std::hint::black_box(&buf);
+        })
+        .join()
+        .unwrap();
+        let seen = fiberloop::spawn(|| {
+            let buf = [0u8; 16 * 1024];
+            std::hint::black_box(&buf).iter().all(|&b| b == 0)
+        })
+        .join()
+        .unwrap();
+        assert!(seen);
+        // Thread-local fiber identity does not carry over either.
+        let a = fiberloop::spawn(|| fiberloop::current().id())
+            .join()
+            .unwrap();
+        let b = fiberloop::spawn(|| fiberloop::current().id())
+            .join()
+            .unwrap();
+        assert_ne!(a, b);
+    });
+}
+
+#[test]
+fn thousands_of_fibers_reuse_a_bounded_number_of_stacks() {
+    fiberloop::run(|| {
+        for _ in 0..20 {
+            let batch: Vec<_> = (0..500)
+                .map(|i| {
+                    fiberloop::spawn(move || {
+                        fiberloop::sleep(Duration::from_millis(1));
+                        i
+                    })
+                })
+                .collect();
+            for h in batch {
+                h.join().unwrap();
+            }
+        }
+        // 10,000 fibers ran, at most ~500 at once: the pool holds about that many.
+        let idle = fiberloop::stack::idle_count();
+        assert!(idle <= 520, "idle stacks: {idle}");
+    });
+}
+
+#[test]
+fn a_custom_stack_size_is_honoured() {
+    fiberloop::run(|| {
+        // 512 KiB of locals would overflow the 64 KiB default; with a 1 MiB stack it fits.
+        let h = fiberloop::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(|| {
+                let big = [1u8; 512 * 1024];
+                std::hint::black_box(&big)
+                    .iter()
+                    .map(|&b| b as usize)
+                    .sum::<usize>()
+            })
+            .unwrap();
+        assert_eq!(h.join().unwrap(), 512 * 1024);
+    });
+}
+
+#[test]
+fn an_impossible_stack_size_is_an_error() {
+    fiberloop::run(|| {
+        let err = fiberloop::Builder::new()
+            .stack_size(usize::MAX - 4095)
+            .spawn(|| ())
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    });
+}
+
+#[test]
+fn running_out_of_address_space_is_reported_by_spawn() {
+    if util::in_child() {
+        // Cap the address space a little above what is mapped now, then ask
+        // for stacks bigger than what is left.
+        let limit = 4u64 << 30;
+        let rlimit = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &rlimit) }, 0);
+        fiberloop::run(|| {
+            let err = fiberloop::Builder::new()
+                .stack_size(8 << 30)
+                .spawn(|| ())
+                .unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::OutOfMemory);
+            println!("SPAWN-ERROR: {err}");
+            // The loop still works.
+            assert_eq!(fiberloop::spawn(|| 1).join().unwrap(), 1);
+        });
+        return;
+    }
+    let out = util::run_in_child("running_out_of_address_space_is_reported_by_spawn");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("SPAWN-ERROR: cannot map a"), "{stdout}");
+    assert!(stdout.contains("out of memory"), "{stdout}");
+}
+
+#[test]
+fn hitting_vm_max_map_count_names_the_limit() {
+    if util::in_child() {
+        fiberloop::run(|| {
+            // Park fibers (each holding a stack) until spawning fails.
+            let mut parked = Vec::new();
+            let err = loop {
+                match fiberloop::Builder::new()
+                    .stack_size(16 * 1024)
+                    .spawn(|| fiberloop::sleep(Duration::from_secs(3600)))
+                {
+                    Ok(h) => parked.push(h),
+                    Err(e) => break e,
+                }
+                if parked.len() % 256 == 0 {
+                    fiberloop::yield_now(); // let them start and take their stacks
+                }
+                assert!(parked.len() < 200_000, "no limit was hit");
+            };
+            println!("SPAWN-ERROR after {} fibers: {err}", parked.len());
+        });
+        return;
+    }
+    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    if !max.is_some_and(|m| m <= 70_000) {
+        println!(
+            "vm.max_map_count is not the default here; the child would take too long, skipped"
+        );
+        return;
+    }
+    let out = util::run_in_child("hitting_vm_max_map_count_names_the_limit");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("vm.max_map_count"), "{stdout}");
+    assert!(stdout.contains("sysctl -w vm.max_map_count="), "{stdout}");
+}
+
+#[test]
+fn a_stack_overflow_names_the_fiber_before_aborting() {
+    if util::in_child() {
+        fn recurse(depth: u64) -> u64 {
+            let pad = [depth; 64];
+            std::hint::black_box(&pad);
+            recurse(depth + 1) + pad[3]
+        }
+        fiberloop::run(|| {
+            fiberloop::Builder::new()
+                .name("deep-diver")
+                .stack_size(32 * 1024)
+                .spawn(|| recurse(0))
+                .unwrap()
+                .join()
+                .ok();
+        });
+        return;
+    }
+    let out = util::run_in_child("a_stack_overflow_names_the_fiber_before_aborting");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("'deep-diver' has overflowed its stack of 32768 bytes"),
+        "{stderr}"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{stderr}");
+}
+
+#[test]
+fn a_fault_outside_fiber_stacks_still_reaches_the_default_handler() {
+    if util::in_child() {
+        fiberloop::run(|| {
+            fiberloop::spawn(|| {
+                // SAFETY: deliberately invalid, to check that the fault is not
+                // mistaken for a fiber stack overflow.
+                unsafe { std::ptr::write_volatile(16 as *mut u8, 1) };
+            })
+            .join()
+            .ok();
+        });
+        return;
+    }
+    let out = util::run_in_child("a_fault_outside_fiber_stacks_still_reaches_the_default_handler");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{stderr}");
+    assert!(!stderr.contains("overflowed"), "{stderr}");
+}

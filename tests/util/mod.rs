@@ -1,0 +1,65 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Set in a child process started by [`run_in_child`].
+pub const CHILD_ENV: &str = "FIBERLOOP_TEST_CHILD";
+
+/// True inside a child started by [`run_in_child`].
+pub fn in_child() -> bool {
+    std::env::var_os(CHILD_ENV).is_some()
+}
+
+/// Re-runs the named test of the current test binary in a child process (for
+/// behaviour that aborts the process or changes process limits), bounded by a
+/// timeout, and returns its output.
+pub fn run_in_child(test_name: &str) -> Output {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut child = Command::new(exe)
+        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start child test process");
+    // Bounded: kill the child if it hangs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait().expect("wait child").is_some() {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("child output")
+}
+
+/// Counts drops, to prove destructors ran.
+#[derive(Clone, Default)]
+pub struct DropCounter(pub Arc<AtomicUsize>);
+
+impl DropCounter {
+    pub fn token(&self) -> DropToken {
+        DropToken(self.0.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Increments its counter when dropped.
+pub struct DropToken(Arc<AtomicUsize>);
+
+impl Drop for DropToken {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
