@@ -249,7 +249,11 @@ impl Core {
         local.queued.set(true);
         let mut ready = self.ready.borrow_mut();
         let at = self.spawn_at.get().min(ready.len());
-        ready.insert(at, Runnable::Task(task.clone()));
+        if at == 0 {
+            ready.push_front(Runnable::Task(task.clone()));
+        } else {
+            ready.insert(at, Runnable::Task(task.clone()));
+        }
         self.spawn_at.set(at + 1);
         task
     }
@@ -299,11 +303,16 @@ impl Core {
                 let next = self.ready.borrow_mut().pop_front();
                 let Some(next) = next else { break };
                 self.spawn_at.set(0);
-                match next {
+                // `done` can only turn true when a task finishes or a callback
+                // runs, so a fiber that merely yielded or parked skips the check.
+                let maybe_done = match next {
                     Runnable::Task(task) => self.run_task(task),
-                    Runnable::Call(callback) => run_callback(&callback),
-                }
-                if done() {
+                    Runnable::Call(callback) => {
+                        run_callback(&callback);
+                        true
+                    }
+                };
+                if maybe_done && done() {
                     return;
                 }
             }
@@ -329,10 +338,16 @@ impl Core {
                 timeout = Some(Duration::ZERO);
             }
         }
-        self.reactor.poll(timeout);
+        // With work ready and no source registered there is nothing to poll
+        // for: remote wakes arrive through the queue drained above and below.
+        if timeout != Some(Duration::ZERO) || self.reactor.len() > 0 {
+            self.reactor.poll(timeout);
+        }
         self.shared.sleeping.store(false, Ordering::Relaxed);
         self.drain_remote();
-        self.fire_timers(Instant::now());
+        if self.timers.borrow().len() > 0 {
+            self.fire_timers(Instant::now());
+        }
     }
 
     fn drain_remote(&self) {
@@ -353,8 +368,9 @@ impl Core {
         }
     }
 
-    /// Resumes (or starts) a task's fiber until it suspends or finishes.
-    fn run_task(&self, task: Arc<Task>) {
+    /// Resumes (or starts) a task's fiber until it suspends or finishes;
+    /// returns whether it finished.
+    fn run_task(&self, task: Arc<Task>) -> bool {
         let local = task.local(self);
         local.queued.set(false);
         let mut body = local.body.borrow_mut();
@@ -363,11 +379,12 @@ impl Core {
                 let closure = mem::replace(&mut *body, Body::Done);
                 drop(body);
                 drop(closure); // its captures are dropped here, on the owner thread
-                return self.finish(&task, Err(JoinError::no_stack(e)));
+                self.finish(&task, Err(JoinError::no_stack(e)));
+                return true;
             }
         }
         let Body::Started(coro) = &mut *body else {
-            return; // finished while queued (a stale wake)
+            return false; // finished while queued (a stale wake)
         };
         self.current.set(Some(NonNull::from(&*task)));
         let result = coro.resume(&local.fault, Resume::Run);
@@ -376,12 +393,14 @@ impl Core {
             CoroutineResult::Yield(Suspend::Yield) => {
                 drop(body);
                 self.schedule(task);
+                false
             }
-            CoroutineResult::Yield(Suspend::Park) => {}
+            CoroutineResult::Yield(Suspend::Park) => false,
             CoroutineResult::Return(exit) => {
                 retire(&mut body);
                 drop(body);
                 self.finish(&task, output_of(exit));
+                true
             }
         }
     }

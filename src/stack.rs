@@ -100,17 +100,23 @@ pub fn idle_count() -> usize {
 
 impl Pool {
     fn class(&mut self, size: usize) -> &mut SizeClass {
-        let index = match self.classes.iter().position(|c| c.size == size) {
-            Some(index) => index,
+        // The last class used is moved to the front, so the common case (one
+        // size, or a run of the same size) is a single comparison.
+        if self.classes.first().is_some_and(|c| c.size == size) {
+            return &mut self.classes[0];
+        }
+        match self.classes.iter().position(|c| c.size == size) {
+            Some(index) => self.classes.swap(0, index),
             None => {
                 self.classes.push(SizeClass {
                     size,
                     free: Vec::new(),
                 });
-                self.classes.len() - 1
+                let last = self.classes.len() - 1;
+                self.classes.swap(0, last);
             }
-        };
-        &mut self.classes[index]
+        }
+        &mut self.classes[0]
     }
 }
 

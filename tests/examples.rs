@@ -1,0 +1,88 @@
+//! The examples that run unattended, run as a user would (`cargo run --example`).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn example(name: &str) -> Command {
+    // Cargo builds examples for `cargo test`; they sit beside the test binary.
+    let mut path = std::env::current_exe().unwrap();
+    path.pop();
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.push("examples");
+    path.push(name);
+    Command::new(path)
+}
+
+fn run_bounded(mut cmd: Command) -> String {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start example");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "example did not finish in time"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn hello_interleaves_three_fibers() {
+    let out = run_bounded(example("hello"));
+    let steps: Vec<&str> = out.lines().filter(|l| l.contains(" step ")).collect();
+    assert_eq!(steps.len(), 9, "{out}");
+    // Interleaved: cy's first step comes before bob's first step, not after all of ann's.
+    let first_names: Vec<&str> = steps
+        .iter()
+        .take(3)
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(first_names, ["cy", "ann", "bob"], "{out}");
+    assert!(out.contains("the fibers slept 195 ms in all"), "{out}");
+}
+
+#[test]
+fn timers_stops_the_loop_and_skips_the_cancelled_callback() {
+    let out = run_bounded(example("timers"));
+    assert!(out.contains("tick") && out.contains("tock"), "{out}");
+    assert!(!out.contains("you will not see this"), "{out}");
+    assert!(out.contains("stopped after"), "{out}");
+}
+
+#[test]
+fn echo_client_verifies_echo_server() {
+    let mut server = example("echo_server")
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start echo_server");
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(first.contains("listening on 127.0.0.1:"), "{first}");
+    let mut client = example("echo_client");
+    client.args([addr.as_str(), "50", "100", "512"]);
+    let out = run_bounded(client);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(
+        out.contains("50 connections × 100 round trips of 512 B"),
+        "{out}"
+    );
+    assert!(out.contains(", 0 failed"), "{out}");
+}
