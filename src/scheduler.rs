@@ -170,6 +170,27 @@ pub(crate) fn wake_task(task: Arc<Task>) {
     }
 }
 
+/// Waits for `task` to finish if the caller is a fiber of the same loop, by
+/// leaving its own task in `task`'s owner-only joiner cell: no atomics, no
+/// `Waker`. Returns `None`, having done nothing, for any other caller.
+pub(crate) fn join_on_same_loop(task: &Arc<Task>) -> Option<Result<(), crate::wait::WaitError>> {
+    if !crate::fiber::in_fiber() {
+        return None;
+    }
+    let core = core()?;
+    if !Arc::ptr_eq(core.shared(), &task.shared) {
+        return None;
+    }
+    let me = core.current_task().expect("a running fiber has a task");
+    while !task.is_complete() {
+        task.local(&core).joiner.set(Some(me.clone()));
+        if let Err(e) = crate::wait::park(Suspend::Park) {
+            return Some(Err(e)); // cancelled while unwinding
+        }
+    }
+    Some(Ok(()))
+}
+
 /// Process-unique fiber ids, handed to each thread in blocks to avoid
 /// contending on one counter.
 fn next_id() -> u64 {
@@ -409,6 +430,9 @@ impl Core {
     fn finish(&self, task: &Arc<Task>, output: Output) {
         let local = task.local(self);
         task.complete(local, output);
+        if let Some(joiner) = local.joiner.take() {
+            self.schedule(joiner);
+        }
         let removed = self.tasks.borrow_mut().try_remove(local.key.get());
         drop(removed); // outside the borrow
     }

@@ -48,6 +48,8 @@ const COMPLETE: u8 = 1 << 0;
 /// `state` bit: the join handle was dropped; whoever sets the second of
 /// `COMPLETE`/`DETACHED` drops the output.
 const DETACHED: u8 = 1 << 1;
+/// `state` bit: a waker was registered in `join` (so completion must wake it).
+const JOIN_WAKER: u8 = 1 << 2;
 
 /// One fiber: its identity, its body, and its join slot.
 pub(crate) struct Task {
@@ -78,6 +80,9 @@ pub(crate) struct Local {
     pub(crate) body: RefCell<Body>,
     /// Stack bounds, published to the SIGSEGV handler while the fiber runs.
     pub(crate) fault: FaultInfo,
+    /// A fiber of this same loop waiting in `join`: woken directly on
+    /// completion, without the thread-safe `join` slot.
+    pub(crate) joiner: Cell<Option<Arc<Task>>>,
 }
 
 /// The life of a fiber's body: a closure (no stack yet), a suspended or running
@@ -120,6 +125,7 @@ impl Task {
             output: UnsafeCell::new(None),
             local: Local {
                 queued: Cell::new(false),
+                joiner: Cell::new(None),
                 key: Cell::new(usize::MAX),
                 stack_size,
                 body: RefCell::new(Body::NotStarted(closure)),
@@ -159,7 +165,7 @@ impl Task {
             // Nobody will join: drop the output here, on the owner thread.
             // SAFETY: the handle is gone (DETACHED), so we are the only party.
             drop(unsafe { (*self.output.get()).take() });
-        } else {
+        } else if previous & JOIN_WAKER != 0 {
             self.join.wake();
         }
     }
@@ -170,6 +176,7 @@ impl Task {
             return Poll::Ready(());
         }
         self.join.register(cx.waker());
+        self.state.fetch_or(JOIN_WAKER, Ordering::AcqRel);
         if self.is_complete() {
             Poll::Ready(())
         } else {
@@ -250,14 +257,12 @@ impl<T: 'static> JoinHandle<T> {
     pub fn join(mut self) -> Result<T, JoinError> {
         let task = self.task.take().expect("join handle used after join");
         if !task.is_complete() {
-            if let Err(e) = crate::wait::block_on(None, |cx| task.poll_complete(cx)) {
+            let waited = crate::scheduler::join_on_same_loop(&task)
+                .unwrap_or_else(|| crate::wait::block_on(None, |cx| task.poll_complete(cx)));
+            if waited.is_err() {
                 // We were cancelled while waiting: leave the fiber detached.
                 self.task = Some(task);
-                return Err(match e {
-                    crate::wait::WaitError::Cancelled | crate::wait::WaitError::TimedOut => {
-                        JoinError::cancelled()
-                    }
-                });
+                return Err(JoinError::cancelled());
             }
         }
         let output = task.take_output()?;

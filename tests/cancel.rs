@@ -112,3 +112,44 @@ fn catching_the_unwind_does_not_keep_a_fiber_alive_forever() {
     // returned; its locals could not be dropped.
     assert_eq!(drops.count(), 0);
 }
+
+#[test]
+fn a_fiber_blocked_in_join_is_unwound_cleanly() {
+    let drops = DropCounter::default();
+    let d = drops.clone();
+    fiberloop::run(move || {
+        let t = d.token();
+        fiberloop::spawn(move || {
+            let _t = t;
+            let inner = fiberloop::spawn(|| fiberloop::sleep(Duration::from_secs(3600)));
+            inner.join() // the same-loop join path, parked
+        });
+        fiberloop::yield_now();
+        fiberloop::yield_now();
+        assert_eq!(d.count(), 0);
+    });
+    assert_eq!(drops.count(), 1);
+}
+
+#[test]
+fn joining_from_a_fiber_of_another_loop_uses_the_thread_safe_path() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = std::thread::spawn(move || {
+        fiberloop::run(move || {
+            // (std::sync::mpsc blocks the whole thread; fine here: this loop has
+            // nothing else to run until the handle arrives.)
+            let handle: fiberloop::JoinHandle<&'static str> = rx.recv().unwrap();
+            // A fiber of *this* loop waits for a fiber of the first loop.
+            handle.join().unwrap()
+        })
+    });
+    fiberloop::run(move || {
+        let h = fiberloop::spawn(|| {
+            fiberloop::sleep(Duration::from_millis(20));
+            "from the first loop"
+        });
+        tx.send(h).unwrap();
+        fiberloop::sleep(Duration::from_millis(50));
+    });
+    assert_eq!(other.join().unwrap(), "from the first loop");
+}
