@@ -60,6 +60,9 @@ pub(crate) struct Reactor {
     events: RefCell<Events>,
     sources: RefCell<Slab<Arc<ScheduledIo>>>,
     generation: Cell<usize>,
+    /// Wakers collected from one poll, woken after the table borrow ends;
+    /// kept to reuse its allocation.
+    woken: RefCell<Vec<Waker>>,
 }
 
 impl Reactor {
@@ -69,21 +72,22 @@ impl Reactor {
             events: RefCell::new(Events::with_capacity(1024)),
             sources: RefCell::new(Slab::new()),
             generation: Cell::new(0),
+            woken: RefCell::new(Vec::new()),
         }
     }
 
     /// Waits for events up to `timeout` (`None`: until one arrives) and wakes
-    /// the waiters they concern. Returns how many events there were.
-    pub(crate) fn poll(&self, timeout: Option<Duration>) -> usize {
+    /// the waiters they concern.
+    pub(crate) fn poll(&self, timeout: Option<Duration>) {
         let mut events = self.events.borrow_mut();
         if let Err(e) = self.poll.borrow_mut().poll(&mut events, timeout) {
             // EINTR is a normal early return (mio does not retry it for us).
             if e.kind() != io::ErrorKind::Interrupted {
                 eprintln!("fiberloop: poll failed: {e}");
             }
-            return 0;
+            return;
         }
-        let mut woken = Vec::new();
+        let mut woken = self.woken.take();
         {
             let sources = self.sources.borrow();
             for event in events.iter() {
@@ -103,10 +107,9 @@ impl Reactor {
             }
         }
         // Wake outside the table borrow: a waker may run arbitrary code.
-        let count = events.iter().count();
         drop(events);
-        woken.into_iter().for_each(Waker::wake);
-        count
+        woken.drain(..).for_each(Waker::wake);
+        *self.woken.borrow_mut() = woken;
     }
 
     /// Registers `fd` for both directions (edge-triggered) with this loop.

@@ -15,19 +15,6 @@ fn highest_open_fd() -> i32 {
         .unwrap()
 }
 
-fn set_fd_limit(n: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = n;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
-}
-
 #[test]
 fn accept_out_of_descriptors_returns_emfile_and_backs_off() {
     if !util::in_child() {
@@ -50,16 +37,8 @@ fn accept_out_of_descriptors_returns_emfile_and_backs_off() {
         .collect();
     let (errors, accepted_after) = event_loop.run_until_complete(move || {
         // From here on no descriptor can be created.
-        let original = {
-            let mut l = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: getrlimit writes the struct we pass.
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) };
-            l.rlim_cur
-        };
-        set_fd_limit(highest_open_fd() as u64 + 1);
+        let original = util::fd_soft_limit();
+        util::set_fd_soft_limit(highest_open_fd() as u64 + 1);
         // Fill any free numbers below the limit, so none is left at all.
         let fillers: Vec<std::fs::File> =
             std::iter::from_fn(|| std::fs::File::open("/dev/null").ok()).collect();
@@ -75,7 +54,7 @@ fn accept_out_of_descriptors_returns_emfile_and_backs_off() {
                 }
             }
         }
-        set_fd_limit(original);
+        util::set_fd_soft_limit(original);
         drop(fillers);
         // Descriptors are back: the pending connection is accepted.
         let accepted = listener.accept().is_ok();

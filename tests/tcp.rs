@@ -1,5 +1,7 @@
 //! TCP in fibers: echo at scale, and every fault a client or server meets.
 
+mod util;
+
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
@@ -35,7 +37,10 @@ fn echo_server() -> std::net::SocketAddr {
 fn a_thousand_concurrent_echo_connections_get_their_bytes_back() {
     const CONNECTIONS: usize = 1000;
     const ROUNDS: usize = 5;
-    raise_fd_limit(4 * CONNECTIONS as u64);
+    // Two descriptors per connection (client and server side) plus slack.
+    if util::fd_soft_limit() < 4 * CONNECTIONS as u64 {
+        util::set_fd_soft_limit(4 * CONNECTIONS as u64);
+    }
     let intact = fiberloop::run(|| {
         let addr = echo_server();
         let clients: Vec<_> = (0..CONNECTIONS)
@@ -343,20 +348,4 @@ fn host_names_resolve_without_blocking_the_loop() {
         let err = TcpStream::connect("no-such-host.invalid:80").unwrap_err();
         assert_ne!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
     });
-}
-
-/// Makes sure the soft descriptor limit allows `wanted` (2 per connection here).
-fn raise_fd_limit(wanted: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        if limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted.min(limit.rlim_max);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        }
-    }
 }
