@@ -118,7 +118,7 @@ pub(crate) fn in_fiber() -> bool {
 }
 
 /// Gives control back to the scheduler. Must be called from a fiber.
-#[inline]
+#[inline(always)]
 pub(crate) fn suspend(reason: Suspend) -> Resume {
     let yielder = YIELDER.with(Cell::get);
     assert!(!yielder.is_null(), "fiberloop: suspend outside a fiber");
@@ -230,6 +230,7 @@ where
 
 /// Lets the other ready fibers run, then carries on. Outside a fiber this is
 /// [`std::thread::yield_now`].
+#[inline] // the stack switch costs least where it is not behind a call: see docs/benchmarks.md
 pub fn yield_now() {
     if in_fiber() {
         // A cancellation arriving here unwinds (or, mid-unwind, just returns).

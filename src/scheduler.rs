@@ -173,6 +173,9 @@ pub(crate) fn wake_task(task: Arc<Task>) {
 /// Waits for `task` to finish if the caller is a fiber of the same loop, by
 /// leaving its own task in `task`'s owner-only joiner cell: no atomics, no
 /// `Waker`. Returns `None`, having done nothing, for any other caller.
+/// Inlined so the switch happens close to the caller's frame (see
+/// docs/benchmarks.md on the return-address predictor).
+#[inline]
 pub(crate) fn join_on_same_loop(task: &Arc<Task>) -> Option<Result<(), crate::wait::WaitError>> {
     if !crate::fiber::in_fiber() {
         return None;
@@ -181,9 +184,9 @@ pub(crate) fn join_on_same_loop(task: &Arc<Task>) -> Option<Result<(), crate::wa
     if !Arc::ptr_eq(core.shared(), &task.shared) {
         return None;
     }
-    let me = core.current_task().expect("a running fiber has a task");
+    let joiner = &task.local(&core).joiner;
     while !task.is_complete() {
-        task.local(&core).joiner.set(Some(me.clone()));
+        joiner.set(core.current_task());
         if let Err(e) = crate::wait::park(Suspend::Park) {
             return Some(Err(e)); // cancelled while unwinding
         }
@@ -286,6 +289,7 @@ impl Core {
 
     /// Puts a woken task at the back of the ready queue, unless it is queued
     /// already or finished.
+    #[inline]
     pub(crate) fn schedule(&self, task: Arc<Task>) {
         let already = task.local(self).queued.replace(true);
         if !already && !task.is_complete() {
@@ -412,8 +416,12 @@ impl Core {
         self.current.set(None);
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
+                // The task is ours and not finished: re-queue it directly,
+                // unless a wake during its run queued it already.
                 drop(body);
-                self.schedule(task);
+                if !local.queued.replace(true) {
+                    self.ready.borrow_mut().push_back(Runnable::Task(task));
+                }
                 false
             }
             CoroutineResult::Yield(Suspend::Park) => false,

@@ -254,6 +254,7 @@ impl<T: 'static> JoinHandle<T> {
     /// In a fiber this blocks only the calling fiber; on a plain thread it
     /// blocks the thread. If the *calling* fiber is cancelled while waiting,
     /// this returns a cancelled [`JoinError`] and the fiber being joined runs on.
+    #[inline]
     pub fn join(mut self) -> Result<T, JoinError> {
         let task = self.task.take().expect("join handle used after join");
         if !task.is_complete() {

@@ -48,6 +48,7 @@ impl From<WaitError> for io::Error {
 /// Suspends the calling fiber. On cancellation this unwinds the fiber (or,
 /// when it is already unwinding, returns `Cancelled` so that a destructor's
 /// blocking call fails instead of unwinding twice).
+#[inline]
 pub(crate) fn park(reason: Suspend) -> Result<(), WaitError> {
     match fiber::suspend(reason) {
         Resume::Run => Ok(()),
