@@ -28,6 +28,7 @@ use std::cell::Cell;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,25 +40,35 @@ use crate::sys::signal::{self, FaultInfo};
 use crate::task::{Closure, Fiber, JoinHandle};
 use crate::wait;
 
-/// How the scheduler resumes a fiber.
+/// How the scheduler resumes a fiber's coroutine.
+///
+/// `Resume` and `Suspend` are one-byte `Copy` values on purpose: they cross
+/// every switch, and anything bigger or with drop glue makes the switch path
+/// too large to inline (see docs/benchmarks.md). The closure a fiber starts
+/// with and the result it ends with travel through the coroutine's [`Slots`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Resume {
-    /// Carry on.
+    /// Carry on; to an idle coroutine: run the closure in the start slot.
     Run,
     /// Unwind the stack: the loop is cancelling this fiber.
     Unwind,
+    /// (To an idle coroutine) return from the root, so the stack can be reused.
+    Retire,
 }
 
-/// Why a fiber gave control back.
+/// Why a fiber's coroutine gave control back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Suspend {
     /// Still runnable: put it at the back of the ready queue.
     Yield,
     /// Waiting: a waker registered somewhere will queue it.
     Park,
+    /// The fiber's closure ended (its result is in the exit slot); the
+    /// coroutine is idle now, waiting at its root for the next closure.
+    Done,
 }
 
-/// How a fiber's root function ended: its boxed value, or a caught panic.
+/// How a fiber's closure ended: its boxed value, or a caught panic.
 pub(crate) type Exit = std::thread::Result<Box<dyn Any>>;
 
 type Yielder = corosensei::Yielder<Resume, Suspend>;
@@ -72,42 +83,114 @@ thread_local! {
     static YIELDER: Cell<*const Yielder> = const { Cell::new(ptr::null()) };
 }
 
-/// A fiber's coroutine. Created when the fiber first runs, on a pooled stack.
-pub(crate) struct Coro {
-    coroutine: Coroutine<Resume, Suspend, Exit, Stack>,
+/// A coroutine that runs fibers' closures, one after another.
+///
+/// Creating a coroutine (stack from the pool, initial frame) and tearing it
+/// down cost more than a fiber's whole life when the fiber is short, so a
+/// coroutine whose closure has ended is not dropped: it waits at its root,
+/// idle, and the loop hands it the next fiber's closure (`Resume::Start`).
+///
+/// ```text
+///   root:  loop {
+///            Run      -> f = START slot; EXIT slot = catch_unwind(f);
+///                        suspend(Done) -> idle
+///            Retire   -> return (the stack goes back to the pool)
+///          }
+/// ```
+///
+/// A `Coro` is one pointer: moving it between a task and the idle list copies
+/// a pointer, not the ~100-byte coroutine state.
+pub(crate) struct Coro(Box<CoroState>);
+
+struct CoroState {
+    coroutine: Coroutine<Resume, Suspend, (), Stack>,
+    slots: Rc<Slots>,
+    guard: (usize, usize),
+    size: usize,
+}
+
+/// What passes between the scheduler and a coroutine's root besides the
+/// one-byte `Resume`/`Suspend`.
+#[derive(Default)]
+struct Slots {
+    /// The closure an idle coroutine is to run next (set just before resuming it).
+    start: Cell<Option<Closure>>,
+    /// How the last closure ended (set just before `Suspend::Done`).
+    exit: Cell<Option<Exit>>,
 }
 
 impl Coro {
-    pub(crate) fn new(stack: Stack, f: Closure) -> Coro {
-        let coroutine = Coroutine::with_stack(stack, move |yielder: &Yielder, _first: Resume| {
-            YIELDER.with(|y| y.set(yielder));
-            panic::catch_unwind(AssertUnwindSafe(f))
+    pub(crate) fn new(stack: Stack) -> Coro {
+        let (guard, size) = (stack.guard(), stack.size());
+        let slots = Rc::new(Slots::default());
+        let root_slots = slots.clone();
+        let coroutine = Coroutine::with_stack(stack, move |yielder: &Yielder, first: Resume| {
+            let slots = root_slots;
+            let mut next = first;
+            loop {
+                YIELDER.with(|y| y.set(yielder));
+                let job = match next {
+                    Resume::Run => slots.start.take(),
+                    Resume::Unwind | Resume::Retire => None,
+                };
+                let Some(f) = job else { return };
+                let exit = panic::catch_unwind(AssertUnwindSafe(f));
+                slots.exit.set(Some(exit));
+                next = yielder.suspend(Suspend::Done);
+            }
         });
-        Coro { coroutine }
+        let state = CoroState {
+            coroutine,
+            slots,
+            guard,
+            size,
+        };
+        Coro(Box::new(state))
     }
 
-    /// Switches to the fiber until it suspends or returns.
+    /// The guard page range and usable size of this coroutine's stack.
+    pub(crate) fn stack_bounds(&self) -> ((usize, usize), usize) {
+        (self.0.guard, self.0.size)
+    }
+
+    /// Usable stack size.
+    pub(crate) fn size(&self) -> usize {
+        self.0.size
+    }
+
+    /// Starts `f` on this idle coroutine; runs until it suspends or ends.
+    pub(crate) fn start(&mut self, fault: &FaultInfo, f: Closure) -> CoroutineResult<Suspend, ()> {
+        self.0.slots.start.set(Some(f));
+        self.resume(fault, Resume::Run)
+    }
+
+    /// Switches to the fiber until it suspends or its closure ends.
     #[inline]
     pub(crate) fn resume(
         &mut self,
         fault: &FaultInfo,
         how: Resume,
-    ) -> CoroutineResult<Suspend, Exit> {
+    ) -> CoroutineResult<Suspend, ()> {
         signal::set_running(fault);
-        let result = self.coroutine.resume(how);
+        let result = self.0.coroutine.resume(how);
         signal::set_running(ptr::null());
         YIELDER.with(|y| y.set(ptr::null()));
         result
     }
 
-    /// Whether the coroutine has returned.
-    pub(crate) fn is_done(&self) -> bool {
-        self.coroutine.done()
+    /// The result the fiber left with `Suspend::Done`.
+    pub(crate) fn take_exit(&self) -> Exit {
+        let exit = self.0.slots.exit.take();
+        exit.expect("Suspend::Done comes with an exit")
     }
 
-    /// The stack of a finished coroutine, for the pool.
-    pub(crate) fn into_stack(self) -> Stack {
-        self.coroutine.into_stack()
+    /// Ends an idle coroutine and returns its stack, for the pool.
+    pub(crate) fn retire(self) -> Stack {
+        let CoroState { mut coroutine, .. } = *self.0;
+        let result = coroutine.resume(Resume::Retire);
+        YIELDER.with(|y| y.set(ptr::null()));
+        debug_assert!(matches!(result, CoroutineResult::Return(())));
+        coroutine.into_stack()
     }
 }
 
@@ -188,13 +271,10 @@ impl Builder {
         T: 'static,
     {
         let stack_size = self.stack_size.unwrap_or(stack::DEFAULT_STACK_SIZE);
-        // Map a stack now if none is idle, so that a memory limit is reported
-        // here rather than when the fiber starts.
-        stack::reserve(stack_size)?;
         let closure: Closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
         let name = self.name.map(Arc::from);
         let task = scheduler::with_core(|core| core.spawn(closure, name, stack_size))
-            .ok_or_else(no_loop)?;
+            .ok_or_else(no_loop)??;
         Ok(JoinHandle::new(task))
     }
 }
@@ -243,10 +323,16 @@ pub fn yield_now() {
 /// Blocks the calling fiber for at least `duration` (the thread, outside a
 /// fiber). Never returns early, except when the fiber is cancelled while
 /// already unwinding. `sleep(Duration::ZERO)` yields, like asyncio's `sleep(0)`.
+#[inline] // so that `sleep(Duration::ZERO)` is as cheap as `yield_now`
 pub fn sleep(duration: Duration) {
     if duration.is_zero() {
-        return yield_now();
+        yield_now();
+    } else {
+        sleep_for(duration);
     }
+}
+
+fn sleep_for(duration: Duration) {
     match Instant::now().checked_add(duration) {
         Some(deadline) => sleep_until(deadline),
         None => {

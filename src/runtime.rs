@@ -102,7 +102,8 @@ impl EventLoop {
         let closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
         let task = self
             .core
-            .spawn(closure, Some("main".into()), MAIN_STACK_SIZE);
+            .spawn(closure, Some("main".into()), MAIN_STACK_SIZE)
+            .unwrap_or_else(|e| panic!("fiberloop: cannot start the main fiber: {e}"));
         let main = JoinHandle::<T>::new(task);
         self.core.run(false, &|| main.is_finished());
         match main.join() {

@@ -84,8 +84,14 @@ impl Shared {
 }
 
 /// Something to run from the ready queue.
+///
+/// A task is named by its key in the live-task table, not by an `Arc`: the
+/// table keeps every live task alive, a task is queued at most once (its
+/// `queued` flag), and it leaves the table only after it ran for the last
+/// time, so a queued key always names its task. This saves two atomic
+/// reference-count operations per run (~6 ns each here).
 pub(crate) enum Runnable {
-    Task(Arc<Task>),
+    Task(usize),
     Call(Rc<CallbackCell>),
 }
 
@@ -106,6 +112,11 @@ pub(crate) struct Core {
     current: Cell<Option<NonNull<Task>>>,
     pub(crate) timers: RefCell<Timers>,
     pub(crate) reactor: Reactor,
+    /// Coroutines whose fiber ended, idle at their root, ready for the next
+    /// fiber of the same stack size (most recently used last).
+    idle: RefCell<Vec<Coro>>,
+    /// Stack bytes held by `idle`, bounded by `stack::MAX_IDLE_BYTES`.
+    idle_bytes: Cell<usize>,
     /// `stop()` was called; `run_forever` returns at its next check.
     stopping: Cell<bool>,
     /// The loop is being driven (guards against nested runs).
@@ -185,8 +196,9 @@ pub(crate) fn join_on_same_loop(task: &Arc<Task>) -> Option<Result<(), crate::wa
         return None;
     }
     let joiner = &task.local(&core).joiner;
+    let me = core.current_key().expect("a running fiber has a task");
     while !task.is_complete() {
-        joiner.set(core.current_task());
+        joiner.set(Some(me));
         if let Err(e) = crate::wait::park(Suspend::Park) {
             return Some(Err(e)); // cancelled while unwinding
         }
@@ -233,6 +245,8 @@ impl Core {
             current: Cell::new(None),
             timers: RefCell::new(Timers::default()),
             reactor: Reactor::new(poll),
+            idle: RefCell::new(Vec::new()),
+            idle_bytes: Cell::new(0),
             stopping: Cell::new(false),
             running: Cell::new(false),
         })
@@ -240,6 +254,15 @@ impl Core {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The key and id of the fiber being run, if any.
+    pub(crate) fn current_key(&self) -> Option<(usize, u64)> {
+        let task = self.current.get()?;
+        // SAFETY: as in `current_task`: the pointee is alive while `current`
+        // is set; we only read two plain fields.
+        let task = unsafe { task.as_ref() };
+        Some((task.local(self).key.get(), task.id))
     }
 
     /// The fiber being run, if any.
@@ -255,12 +278,21 @@ impl Core {
     }
 
     /// Creates a task for `closure` and queues it ahead of older work.
+    ///
+    /// If no idle coroutine of that stack size is at hand, one is made now, so
+    /// that running out of memory or mappings is reported by this spawn rather
+    /// than when the fiber starts.
     pub(crate) fn spawn(
         &self,
         closure: Closure,
         name: Option<Arc<str>>,
         stack_size: usize,
-    ) -> Arc<Task> {
+    ) -> io::Result<Arc<Task>> {
+        let stack_size = crate::sys::stack::usable_size(stack_size)?;
+        if !self.has_idle(stack_size) {
+            let coro = Coro::new(stack::take(stack_size)?);
+            self.park_idle(coro);
+        }
         let task = Arc::new(Task::new(
             next_id(),
             name,
@@ -274,12 +306,53 @@ impl Core {
         let mut ready = self.ready.borrow_mut();
         let at = self.spawn_at.get().min(ready.len());
         if at == 0 {
-            ready.push_front(Runnable::Task(task.clone()));
+            ready.push_front(Runnable::Task(local.key.get()));
         } else {
-            ready.insert(at, Runnable::Task(task.clone()));
+            ready.insert(at, Runnable::Task(local.key.get()));
         }
         self.spawn_at.set(at + 1);
-        task
+        drop(ready);
+        Ok(task)
+    }
+
+    fn has_idle(&self, size: usize) -> bool {
+        self.idle.borrow().iter().rev().any(|c| c.size() == size)
+    }
+
+    /// An idle coroutine of `size`, or a new one.
+    fn take_idle(&self, size: usize) -> io::Result<Coro> {
+        let mut idle = self.idle.borrow_mut();
+        let found = match idle.last() {
+            Some(last) if last.size() == size => Some(idle.len() - 1),
+            _ => idle.iter().rposition(|c| c.size() == size),
+        };
+        match found {
+            Some(index) => {
+                self.idle_bytes.set(self.idle_bytes.get() - size);
+                Ok(idle.swap_remove(index))
+            }
+            None => {
+                drop(idle);
+                Ok(Coro::new(stack::take(size)?))
+            }
+        }
+    }
+
+    /// Keeps a coroutine whose fiber ended for the next fiber, or retires it
+    /// (its stack back to the pool) when enough are idle already.
+    fn park_idle(&self, coro: Coro) {
+        let size = coro.size();
+        if self.idle_bytes.get() + size > stack::MAX_IDLE_BYTES {
+            stack::give_back(coro.retire());
+            return;
+        }
+        self.idle_bytes.set(self.idle_bytes.get() + size);
+        self.idle.borrow_mut().push(coro);
+    }
+
+    /// Number of idle coroutines (for diagnostics and leak checks).
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.borrow().len()
     }
 
     /// Queues a callback at the back of the ready queue.
@@ -291,9 +364,24 @@ impl Core {
     /// already or finished.
     #[inline]
     pub(crate) fn schedule(&self, task: Arc<Task>) {
-        let already = task.local(self).queued.replace(true);
-        if !already && !task.is_complete() {
-            self.ready.borrow_mut().push_back(Runnable::Task(task));
+        self.schedule_ref(&task);
+    }
+
+    fn schedule_ref(&self, task: &Task) {
+        let local = task.local(self);
+        if !task.is_complete() && !local.queued.replace(true) {
+            self.ready
+                .borrow_mut()
+                .push_back(Runnable::Task(local.key.get()));
+        }
+    }
+
+    /// Schedules the task at `key` if it is still the one with `id` (a joiner
+    /// cancelled meanwhile may have left a stale key behind).
+    fn schedule_key(&self, key: usize, id: u64) {
+        let tasks = self.tasks.borrow();
+        if let Some(task) = tasks.get(key).filter(|t| t.id == id) {
+            self.schedule_ref(task);
         }
     }
 
@@ -331,7 +419,7 @@ impl Core {
                 // `done` can only turn true when a task finishes or a callback
                 // runs, so a fiber that merely yielded or parked skips the check.
                 let maybe_done = match next {
-                    Runnable::Task(task) => self.run_task(task),
+                    Runnable::Task(key) => self.run_task(key),
                     Runnable::Call(callback) => {
                         run_callback(&callback);
                         true
@@ -395,24 +483,49 @@ impl Core {
 
     /// Resumes (or starts) a task's fiber until it suspends or finishes;
     /// returns whether it finished.
-    fn run_task(&self, task: Arc<Task>) -> bool {
+    fn run_task(&self, key: usize) -> bool {
+        let Some(task) = self.tasks.borrow().get(key).map(Arc::as_ptr) else {
+            return false;
+        };
+        // SAFETY: the live-task table holds an `Arc` to this task until
+        // `finish` removes it, and `finish` hands that `Arc` back to us (kept in
+        // `_last` below) so it outlives every use of `task` in this function.
+        // Nothing else removes a task while it runs: `cancel` runs only at
+        // teardown, outside `run`, and `run` cannot be re-entered.
+        let task: &Task = unsafe { &*task };
         let local = task.local(self);
         local.queued.set(false);
         let mut body = local.body.borrow_mut();
-        if let Body::NotStarted(_) = &*body {
-            if let Err(e) = start(local, &mut body) {
-                let closure = mem::replace(&mut *body, Body::Done);
-                drop(body);
-                drop(closure); // its captures are dropped here, on the owner thread
-                self.finish(&task, Err(JoinError::no_stack(e)));
-                return true;
+        let result = match &mut *body {
+            Body::Started(coro) => {
+                self.current.set(Some(NonNull::from(task)));
+                coro.resume(&local.fault, Resume::Run)
             }
-        }
-        let Body::Started(coro) = &mut *body else {
-            return false; // finished while queued (a stale wake)
+            Body::Done => return false, // finished while queued (a stale wake)
+            Body::NotStarted(_) => {
+                let Body::NotStarted(closure) = mem::replace(&mut *body, Body::Done) else {
+                    unreachable!("matched just above")
+                };
+                let coro = match self.take_idle(local.stack_size) {
+                    Ok(coro) => coro,
+                    Err(e) => {
+                        drop(body);
+                        drop(closure); // its captures are dropped here, on the owner thread
+                        let _last = self.finish(task, Err(JoinError::no_stack(e)));
+                        return true;
+                    }
+                };
+                let (guard, size) = coro.stack_bounds();
+                local.fault.guard.set(guard);
+                local.fault.size.set(size);
+                *body = Body::Started(coro);
+                let Body::Started(coro) = &mut *body else {
+                    unreachable!("set just above")
+                };
+                self.current.set(Some(NonNull::from(task)));
+                coro.start(&local.fault, closure)
+            }
         };
-        self.current.set(Some(NonNull::from(&*task)));
-        let result = coro.resume(&local.fault, Resume::Run);
         self.current.set(None);
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
@@ -420,29 +533,41 @@ impl Core {
                 // unless a wake during its run queued it already.
                 drop(body);
                 if !local.queued.replace(true) {
-                    self.ready.borrow_mut().push_back(Runnable::Task(task));
+                    self.ready.borrow_mut().push_back(Runnable::Task(key));
                 }
                 false
             }
             CoroutineResult::Yield(Suspend::Park) => false,
-            CoroutineResult::Return(exit) => {
-                retire(&mut body);
+            CoroutineResult::Yield(Suspend::Done) => {
+                let Body::Started(coro) = mem::replace(&mut *body, Body::Done) else {
+                    unreachable!("a fiber that ran has a coroutine")
+                };
                 drop(body);
-                self.finish(&task, output_of(exit));
+                let exit = coro.take_exit();
+                self.park_idle(coro);
+                let _last = self.finish(task, output_of(exit));
+                true
+            }
+            CoroutineResult::Return(()) => {
+                // Only a retired coroutine returns; a fiber's never does.
+                *body = Body::Done;
+                drop(body);
+                let _last = self.finish(task, Err(JoinError::cancelled()));
                 true
             }
         }
     }
 
-    /// Publishes a task's output and forgets the task.
-    fn finish(&self, task: &Arc<Task>, output: Output) {
+    /// Publishes a task's output and forgets the task. Returns the table's
+    /// reference, for the caller to drop once it no longer uses `task`.
+    #[must_use]
+    fn finish(&self, task: &Task, output: Output) -> Option<Arc<Task>> {
         let local = task.local(self);
         task.complete(local, output);
-        if let Some(joiner) = local.joiner.take() {
-            self.schedule(joiner);
+        if let Some((key, id)) = local.joiner.take() {
+            self.schedule_key(key, id);
         }
-        let removed = self.tasks.borrow_mut().try_remove(local.key.get());
-        drop(removed); // outside the borrow
+        self.tasks.borrow_mut().try_remove(local.key.get())
     }
 
     /// Number of live fibers (started or not).
@@ -476,6 +601,13 @@ impl Core {
         drop(ready);
         let mut timers = mem::take(&mut *self.timers.borrow_mut());
         timers.clear();
+        // Idle coroutines return from their root; their stacks go to the
+        // thread's pool for the next loop (or generators).
+        let idle = mem::take(&mut *self.idle.borrow_mut());
+        self.idle_bytes.set(0);
+        for coro in idle {
+            stack::give_back(coro.retire());
+        }
     }
 
     fn cancel(&self, task: &Arc<Task>) {
@@ -485,16 +617,21 @@ impl Core {
             Body::Done => {}
             Body::NotStarted(closure) => {
                 drop(closure);
-                self.finish(task, Err(JoinError::cancelled()));
+                drop(self.finish(task, Err(JoinError::cancelled())));
             }
             Body::Started(mut coro) => {
                 self.current.set(Some(NonNull::from(&**task)));
                 for _ in 0..UNWIND_ATTEMPTS {
-                    if let CoroutineResult::Return(exit) = coro.resume(&local.fault, Resume::Unwind)
-                    {
-                        self.current.set(None);
-                        stack::give_back(coro.into_stack());
-                        return self.finish(task, output_of(exit));
+                    match coro.resume(&local.fault, Resume::Unwind) {
+                        CoroutineResult::Yield(Suspend::Done) => {
+                            self.current.set(None);
+                            let exit = coro.take_exit();
+                            self.park_idle(coro);
+                            drop(self.finish(task, output_of(exit)));
+                            return;
+                        }
+                        CoroutineResult::Return(()) => break,
+                        CoroutineResult::Yield(_) => {} // blocked again while unwinding
                     }
                 }
                 self.current.set(None);
@@ -502,29 +639,10 @@ impl Core {
                     "fiberloop: fiber #{} kept blocking while being cancelled; leaking its stack",
                     task.id
                 );
-                debug_assert!(!coro.is_done());
                 mem::forget(coro);
-                self.finish(task, Err(JoinError::cancelled()));
+                drop(self.finish(task, Err(JoinError::cancelled())));
             }
         }
-    }
-}
-
-/// Gives a not-yet-started task a stack and its coroutine.
-fn start(local: &crate::task::Local, body: &mut Body) -> io::Result<()> {
-    let stack = stack::take(local.stack_size)?;
-    local.fault.guard.set(stack.guard());
-    local.fault.size.set(stack.size());
-    if let Body::NotStarted(closure) = mem::replace(body, Body::Done) {
-        *body = Body::Started(Coro::new(stack, closure));
-    }
-    Ok(())
-}
-
-/// Empties a finished body and returns its stack to the pool.
-fn retire(body: &mut Body) {
-    if let Body::Started(coro) = mem::replace(body, Body::Done) {
-        stack::give_back(coro.into_stack());
     }
 }
 

@@ -80,9 +80,9 @@ pub(crate) struct Local {
     pub(crate) body: RefCell<Body>,
     /// Stack bounds, published to the SIGSEGV handler while the fiber runs.
     pub(crate) fault: FaultInfo,
-    /// A fiber of this same loop waiting in `join`: woken directly on
-    /// completion, without the thread-safe `join` slot.
-    pub(crate) joiner: Cell<Option<Arc<Task>>>,
+    /// A fiber of this same loop waiting in `join`, by table key and id: woken
+    /// directly on completion, without the thread-safe `join` slot.
+    pub(crate) joiner: Cell<Option<(usize, u64)>>,
 }
 
 /// The life of a fiber's body: a closure (no stack yet), a suspended or running

@@ -54,6 +54,7 @@ pub(crate) fn park(reason: Suspend) -> Result<(), WaitError> {
         Resume::Run => Ok(()),
         Resume::Unwind if thread::panicking() => Err(WaitError::Cancelled),
         Resume::Unwind => panic::resume_unwind(Box::new(ForcedUnwind)),
+        Resume::Retire => unreachable!("fiberloop: Retire goes only to idle coroutines"),
     }
 }
 
