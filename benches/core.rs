@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-/// Times `iters` runs of `op` inside a fiber on a fresh loop.
-fn in_fiber(iters: u64, op: fn()) -> Duration {
+/// Times `iters` runs of `op` inside a fiber on a fresh loop. Generic (not a
+/// `fn()` pointer) so that `op` inlines into the timing loop as it would in
+/// user code: where a stack switch happens relative to calls matters (see
+/// docs/benchmarks.md).
+fn in_fiber<F: Fn() + 'static>(iters: u64, op: F) -> Duration {
     fiberloop::run(move || {
         op(); // warm the stack pool and caches
         let start = Instant::now();
