@@ -83,14 +83,16 @@ pub mod runtime;
 mod scheduler;
 pub mod stack;
 mod sys;
-mod task;
+pub mod task;
+pub mod time;
 mod timer;
 mod wait;
 
 pub use fiber::{current, sleep, sleep_until, spawn, try_current, yield_now, Builder};
-pub use runtime::{handle, run, try_handle, CallbackHandle, EventLoop, Handle};
+pub use runtime::{block_on, handle, run, try_handle, CallbackHandle, EventLoop, Handle};
 pub use stack::DEFAULT_STACK_SIZE;
 pub use task::{Fiber, FiberId, JoinError, JoinHandle};
+pub use wait::wait;
 
 /// The error a blocking call returns (inside an `io::Error` of kind `Other`)
 /// when its fiber is being cancelled and is already unwinding.

@@ -22,8 +22,10 @@ use std::panic;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+
 use crate::scheduler::{self, CallbackCell, Core};
-use crate::task::JoinHandle;
+use crate::task::{BoxFuture, JoinHandle};
 use crate::timer::{TimerAction, TimerKey};
 
 /// Usable stack of the main fiber that [`run`] and
@@ -60,6 +62,29 @@ where
 {
     let event_loop = EventLoop::new().unwrap_or_else(|e| panic!("fiberloop::run: {e}"));
     event_loop.run_until_complete(f)
+}
+
+/// Runs `future` as the main task of a new event loop on this thread and drives
+/// the loop until it completes; the async twin of [`run`] (same cleanup rules).
+///
+/// ```
+/// let n = fiberloop::block_on(async {
+///     let t = fiberloop::task::spawn(async { 20 });
+///     t.await.unwrap() + 22
+/// });
+/// assert_eq!(n, 42);
+/// ```
+///
+/// # Panics
+/// If this thread already runs a loop, or the loop cannot be created. A panic
+/// in `future` is re-raised here.
+pub fn block_on<F>(future: F) -> F::Output
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    let event_loop = EventLoop::new().unwrap_or_else(|e| panic!("fiberloop::block_on: {e}"));
+    event_loop.block_on(future)
 }
 
 /// An event loop bound to the calling thread. Dropping it cancels the fibers
@@ -106,11 +131,24 @@ impl EventLoop {
             .unwrap_or_else(|e| panic!("fiberloop: cannot start the main fiber: {e}"));
         let main = JoinHandle::<T>::new(task);
         self.core.run(false, &|| main.is_finished());
-        match main.join() {
-            Ok(value) => value,
-            Err(e) if e.is_panic() => panic::resume_unwind(e.into_panic()),
-            Err(e) => panic!("fiberloop: the main fiber did not finish: {e}"),
-        }
+        unwrap_main(main)
+    }
+
+    /// Runs `future` as an async task and drives the loop until it completes
+    /// (asyncio's `run_until_complete` for a coroutine). A panic in it is
+    /// re-raised here.
+    ///
+    /// # Panics
+    /// If the loop is already running.
+    pub fn block_on<F>(&self, future: F) -> F::Output
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let future: BoxFuture = Box::pin(async move { Box::new(future.await) as Box<dyn Any> });
+        let main = JoinHandle::<F::Output>::new(self.core.spawn_future(future));
+        self.core.run(false, &|| main.is_finished());
+        unwrap_main(main)
     }
 
     /// Drives the loop until [`Handle::stop`] is called (asyncio's
@@ -121,6 +159,15 @@ impl EventLoop {
     /// If the loop is already running.
     pub fn run_forever(&self) {
         self.core.run(true, &|| false);
+    }
+}
+
+/// The value of a finished main task, or its panic re-raised.
+fn unwrap_main<T: 'static>(main: JoinHandle<T>) -> T {
+    match main.join() {
+        Ok(value) => value,
+        Err(e) if e.is_panic() => panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("fiberloop: the main task did not finish: {e}"),
     }
 }
 

@@ -43,7 +43,7 @@ use slab::Slab;
 use crate::fiber::{Coro, Exit, ForcedUnwind, Resume, Suspend};
 use crate::reactor::{self, Reactor, WAKER_TOKEN};
 use crate::stack;
-use crate::task::{Body, Closure, JoinError, Output, Task};
+use crate::task::{Body, BoxFuture, Closure, JoinError, Output, TaskCell};
 use crate::timer::{TimerAction, Timers};
 
 /// Ready items run between two looks at I/O and timers when work keeps coming
@@ -57,7 +57,7 @@ const UNWIND_ATTEMPTS: usize = 64;
 /// The thread-safe half of a loop.
 pub(crate) struct Shared {
     /// Tasks woken from other threads.
-    remote: SegQueue<Arc<Task>>,
+    remote: SegQueue<Arc<TaskCell>>,
     /// Tokens of sources deregistered (from any thread) whose slot awaits release.
     pub(crate) released: SegQueue<usize>,
     /// True while the loop is (about to be) blocked in `poll`.
@@ -69,7 +69,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn push_remote(&self, task: Arc<Task>) {
+    fn push_remote(&self, task: Arc<TaskCell>) {
         if task.remote_queued.swap(true, Ordering::AcqRel) {
             return; // already on its way
         }
@@ -107,9 +107,9 @@ pub(crate) struct Core {
     /// Where the next spawned fiber goes in `ready`; reset whenever a new item runs.
     spawn_at: Cell<usize>,
     /// Every live task: the loop's strong reference, for cancellation at the end.
-    tasks: RefCell<Slab<Arc<Task>>>,
+    tasks: RefCell<Slab<Arc<TaskCell>>>,
     /// The task being resumed, valid only during `run_task` (which holds an Arc).
-    current: Cell<Option<NonNull<Task>>>,
+    current: Cell<Option<NonNull<TaskCell>>>,
     pub(crate) timers: RefCell<Timers>,
     pub(crate) reactor: Reactor,
     /// Coroutines whose fiber ended, idle at their root, ready for the next
@@ -165,7 +165,7 @@ pub(crate) fn uninstall() -> Option<Rc<Core>> {
 
 /// Queues a woken task on its loop: directly on the loop's own thread, through
 /// the remote queue from anywhere else.
-pub(crate) fn wake_task(task: Arc<Task>) {
+pub(crate) fn wake_task(task: Arc<TaskCell>) {
     let mut task = Some(task);
     with_core(|core| {
         if task
@@ -187,7 +187,9 @@ pub(crate) fn wake_task(task: Arc<Task>) {
 /// Inlined so the switch happens close to the caller's frame (see
 /// docs/benchmarks.md on the return-address predictor).
 #[inline]
-pub(crate) fn join_on_same_loop(task: &Arc<Task>) -> Option<Result<(), crate::wait::WaitError>> {
+pub(crate) fn join_on_same_loop(
+    task: &Arc<TaskCell>,
+) -> Option<Result<(), crate::wait::WaitError>> {
     if !crate::fiber::in_fiber() {
         return None;
     }
@@ -266,10 +268,10 @@ impl Core {
     }
 
     /// The fiber being run, if any.
-    pub(crate) fn current_task(&self) -> Option<Arc<Task>> {
+    pub(crate) fn current_task(&self) -> Option<Arc<TaskCell>> {
         let task = self.current.get()?;
         // SAFETY: `current` is set only inside `run_task`/`cancel` around a
-        // resume, and cleared before they return; both hold an `Arc<Task>` for
+        // resume, and cleared before they return; both hold an `Arc<TaskCell>` for
         // that whole time, so the pointee is alive and this adds a reference.
         Some(unsafe {
             Arc::increment_strong_count(task.as_ptr());
@@ -287,18 +289,29 @@ impl Core {
         closure: Closure,
         name: Option<Arc<str>>,
         stack_size: usize,
-    ) -> io::Result<Arc<Task>> {
+    ) -> io::Result<Arc<TaskCell>> {
         let stack_size = crate::sys::stack::usable_size(stack_size)?;
         if !self.has_idle(stack_size) {
             let coro = Coro::new(stack::take(stack_size)?);
             self.park_idle(coro);
         }
-        let task = Arc::new(Task::new(
+        Ok(self.insert(Body::NotStarted(closure), name, stack_size))
+    }
+
+    /// Creates an async task polling `future` and queues it ahead of older work.
+    pub(crate) fn spawn_future(&self, future: BoxFuture) -> Arc<TaskCell> {
+        self.insert(Body::Future(future), None, 0)
+    }
+
+    /// Adds a task to the live-task table and queues it ahead of older work
+    /// (after the tasks the running item spawned before it).
+    fn insert(&self, body: Body, name: Option<Arc<str>>, stack_size: usize) -> Arc<TaskCell> {
+        let task = Arc::new(TaskCell::new(
             next_id(),
             name,
             stack_size,
             self.shared.clone(),
-            closure,
+            body,
         ));
         let local = task.local(self);
         local.key.set(self.tasks.borrow_mut().insert(task.clone()));
@@ -312,7 +325,7 @@ impl Core {
         }
         self.spawn_at.set(at + 1);
         drop(ready);
-        Ok(task)
+        task
     }
 
     fn has_idle(&self, size: usize) -> bool {
@@ -363,11 +376,11 @@ impl Core {
     /// Puts a woken task at the back of the ready queue, unless it is queued
     /// already or finished.
     #[inline]
-    pub(crate) fn schedule(&self, task: Arc<Task>) {
+    pub(crate) fn schedule(&self, task: Arc<TaskCell>) {
         self.schedule_ref(&task);
     }
 
-    fn schedule_ref(&self, task: &Task) {
+    fn schedule_ref(&self, task: &TaskCell) {
         let local = task.local(self);
         if !task.is_complete() && !local.queued.replace(true) {
             self.ready
@@ -492,11 +505,27 @@ impl Core {
         // `_last` below) so it outlives every use of `task` in this function.
         // Nothing else removes a task while it runs: `cancel` runs only at
         // teardown, outside `run`, and `run` cannot be re-entered.
-        let task: &Task = unsafe { &*task };
+        let task: &TaskCell = unsafe { &*task };
         let local = task.local(self);
         local.queued.set(false);
         let mut body = local.body.borrow_mut();
         let result = match &mut *body {
+            Body::Future(future) => {
+                let done = if task.cancel_requested() {
+                    Some(Err(JoinError::cancelled()))
+                } else {
+                    self.current.set(Some(NonNull::from(task)));
+                    let polled = poll_future(self, task, future);
+                    self.current.set(None);
+                    polled
+                };
+                let Some(output) = done else { return false };
+                let future = mem::replace(&mut *body, Body::Done);
+                drop(body);
+                drop(future); // the future's destructors run here, on the owner thread
+                let _last = self.finish(task, output);
+                return true;
+            }
             Body::Started(coro) => {
                 self.current.set(Some(NonNull::from(task)));
                 coro.resume(&local.fault, Resume::Run)
@@ -561,7 +590,7 @@ impl Core {
     /// Publishes a task's output and forgets the task. Returns the table's
     /// reference, for the caller to drop once it no longer uses `task`.
     #[must_use]
-    fn finish(&self, task: &Task, output: Output) -> Option<Arc<Task>> {
+    fn finish(&self, task: &TaskCell, output: Output) -> Option<Arc<TaskCell>> {
         let local = task.local(self);
         task.complete(local, output);
         if let Some((key, id)) = local.joiner.take() {
@@ -580,7 +609,7 @@ impl Core {
     pub(crate) fn cancel_all(&self) {
         // Destructors may spawn or wake; a few rounds catch what they start.
         for _ in 0..8 {
-            let tasks: Vec<Arc<Task>> =
+            let tasks: Vec<Arc<TaskCell>> =
                 self.tasks.borrow().iter().map(|(_, t)| t.clone()).collect();
             if tasks.is_empty() {
                 break;
@@ -592,7 +621,7 @@ impl Core {
         let left = self.tasks.borrow().len();
         if left > 0 {
             eprintln!("fiberloop: {left} fibers kept spawning while the loop was closing; dropped");
-            let tasks: Vec<Arc<Task>> = self.tasks.borrow_mut().drain().collect();
+            let tasks: Vec<Arc<TaskCell>> = self.tasks.borrow_mut().drain().collect();
             for task in tasks {
                 *task.local(self).body.borrow_mut() = Body::Done;
             }
@@ -610,11 +639,15 @@ impl Core {
         }
     }
 
-    fn cancel(&self, task: &Arc<Task>) {
+    fn cancel(&self, task: &Arc<TaskCell>) {
         let local = task.local(self);
         let body = mem::replace(&mut *local.body.borrow_mut(), Body::Done);
         match body {
             Body::Done => {}
+            Body::Future(future) => {
+                drop(future);
+                drop(self.finish(task, Err(JoinError::cancelled())));
+            }
             Body::NotStarted(closure) => {
                 drop(closure);
                 drop(self.finish(task, Err(JoinError::cancelled())));
@@ -643,6 +676,31 @@ impl Core {
                 drop(self.finish(task, Err(JoinError::cancelled())));
             }
         }
+    }
+}
+
+/// Polls an async task's future once, with a waker that borrows the table's
+/// reference to the task. Returns its output once it is ready (or panicked).
+fn poll_future(core: &Core, task: &TaskCell, future: &mut BoxFuture) -> Option<Output> {
+    let key = task.local(core).key.get();
+    let tasks = core.tasks.borrow();
+    let table_ref: &Arc<TaskCell> = tasks.get(key).expect("a running task is in the table");
+    // SAFETY: `Waker::from` takes over one strong count of the `Arc`; wrapping
+    // the waker in `ManuallyDrop` means it never gives that count back, so the
+    // count we lend it is the table's own, which outlives this poll (the task
+    // leaves the table only in `finish`, after we return). Cloning the waker
+    // increments the count as usual, so clones own their references.
+    let waker = mem::ManuallyDrop::new(std::task::Waker::from(unsafe {
+        Arc::from_raw(Arc::as_ptr(table_ref))
+    }));
+    drop(tasks); // the future may spawn, which needs the table
+    let mut cx = std::task::Context::from_waker(&waker);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        future.as_mut().poll(&mut cx)
+    })) {
+        Ok(std::task::Poll::Pending) => None,
+        Ok(std::task::Poll::Ready(value)) => Some(Ok(value)),
+        Err(payload) => Some(Err(JoinError::panicked(payload))),
     }
 }
 

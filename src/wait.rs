@@ -76,6 +76,36 @@ pub(crate) fn fiber_core() -> Option<Rc<Core>> {
     None
 }
 
+/// Waits for a future from blocking-style code: in a fiber this parks only the
+/// fiber (the loop runs on, and drives the future's I/O and timers if they are
+/// fiberloop's); on a plain thread it blocks the thread. This is the bridge
+/// from the stackful model to the stackless one: runtime-agnostic async
+/// libraries can be used from fibers.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// fiberloop::run(|| {
+///     let answer = fiberloop::wait(async {
+///         fiberloop::time::sleep(Duration::from_millis(5)).await;
+///         42
+///     });
+///     assert_eq!(answer, Ok(42));
+/// });
+/// ```
+///
+/// # Errors
+/// [`Cancelled`](crate::Cancelled) when the fiber is being cancelled (the
+/// future is dropped unfinished), as every blocking call reports it.
+///
+/// # Panics
+/// On a loop thread outside any fiber (in a `call_soon` callback, or in an
+/// async task: there, `.await` the future instead).
+pub fn wait<F: std::future::Future>(future: F) -> Result<F::Output, crate::Cancelled> {
+    let mut future = std::pin::pin!(future);
+    block_on(None, |cx| future.as_mut().poll(cx)).map_err(|_| crate::Cancelled)
+}
+
 /// Polls `poll` until it is ready, parking the caller in between, or until
 /// `deadline` passes.
 pub(crate) fn block_on<T>(

@@ -1,6 +1,7 @@
-//! Tasks: the unit the scheduler queues, and the handles users hold to them.
+//! The shared state of a task (a fiber or an async task), and the handles
+//! users hold to fibers.
 //!
-//! A [`Task`] is one fiber's shared state, kept in an `Arc` so that a
+//! A [`TaskCell`] is one task's shared state, kept in an `Arc` so that a
 //! [`std::task::Waker`] can point at it: every wait in fiberloop (socket, timer,
 //! join) ends in a `Waker`, and waking a fiber's waker puts the fiber back on
 //! its loop's ready queue. That single mechanism serves both the fiber model and
@@ -14,7 +15,7 @@
 //! - *shared*: `state`, `join`, `remote_queued` are atomics, touched from any
 //!   thread (a waker may be woken elsewhere, a join handle may be sent away);
 //! - *owner*: everything in [`Local`] is touched only on the owning loop's
-//!   thread. Every access goes through [`Task::local`], which takes the loop's
+//!   thread. Every access goes through [`TaskCell::local`], which takes the loop's
 //!   `Core` as proof and checks it is the owner.
 //!
 //! The loop keeps a strong reference to every live task and clears its body on
@@ -24,7 +25,9 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake};
@@ -43,6 +46,9 @@ pub(crate) type Output = Result<Box<dyn Any>, JoinError>;
 /// What a fiber runs, before it has a stack.
 pub(crate) type Closure = Box<dyn FnOnce() -> Box<dyn Any>>;
 
+/// What an async task polls.
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Box<dyn Any>>>>;
+
 /// `state` bit: the output is stored (or the task ended without one).
 const COMPLETE: u8 = 1 << 0;
 /// `state` bit: the join handle was dropped; whoever sets the second of
@@ -50,9 +56,12 @@ const COMPLETE: u8 = 1 << 0;
 const DETACHED: u8 = 1 << 1;
 /// `state` bit: a waker was registered in `join` (so completion must wake it).
 const JOIN_WAKER: u8 = 1 << 2;
+/// `state` bit: the task's handle asked for it to be cancelled (an async
+/// [`Task`](crate::task::Task) dropped before it finished).
+const CANCEL: u8 = 1 << 3;
 
 /// One fiber: its identity, its body, and its join slot.
-pub(crate) struct Task {
+pub(crate) struct TaskCell {
     pub(crate) id: u64,
     pub(crate) name: Option<Arc<str>>,
     /// The owning loop's thread-safe half: remote queue and poller waker.
@@ -85,17 +94,18 @@ pub(crate) struct Local {
     pub(crate) joiner: Cell<Option<(usize, u64)>>,
 }
 
-/// The life of a fiber's body: a closure (no stack yet), a suspended or running
-/// coroutine on a pooled stack, then nothing.
+/// The life of a task's body: for a fiber, a closure (no stack yet), then a
+/// suspended or running coroutine; for an async task, a future; then nothing.
 pub(crate) enum Body {
     NotStarted(Closure),
     Started(Coro),
+    Future(BoxFuture),
     Done,
 }
 
-// SAFETY: the non-Sync parts of `Task` are `local` (Cells/RefCells, the body
+// SAFETY: the non-Sync parts of `TaskCell` are `local` (Cells/RefCells, the body
 // with a `!Send` coroutine and closure) and `output`. `local` is reached only
-// through `Task::local`, which checks that the caller is on the owning loop's
+// through `TaskCell::local`, which checks that the caller is on the owning loop's
 // thread. `output` is written by the owner before `COMPLETE` is published with
 // release ordering and read by one party after it observes `COMPLETE` with
 // acquire ordering (see `complete`, `take_output`, `detach`); a `!Send` output
@@ -103,19 +113,19 @@ pub(crate) enum Body {
 // and dropped on the owner thread. The body is emptied on the owner thread
 // before the loop releases the task, so dropping the last `Arc` elsewhere never
 // drops a coroutine or closure there.
-unsafe impl Sync for Task {}
+unsafe impl Sync for TaskCell {}
 // SAFETY: see `Sync` above; moving the `Arc` moves only the pointer.
-unsafe impl Send for Task {}
+unsafe impl Send for TaskCell {}
 
-impl Task {
+impl TaskCell {
     pub(crate) fn new(
         id: u64,
         name: Option<Arc<str>>,
         stack_size: usize,
         shared: Arc<Shared>,
-        closure: Closure,
-    ) -> Task {
-        Task {
+        body: Body,
+    ) -> TaskCell {
+        TaskCell {
             id,
             name: name.clone(),
             shared,
@@ -128,7 +138,7 @@ impl Task {
                 joiner: Cell::new(None),
                 key: Cell::new(usize::MAX),
                 stack_size,
-                body: RefCell::new(Body::NotStarted(closure)),
+                body: RefCell::new(body),
                 fault: FaultInfo {
                     guard: Cell::new((0, 0)),
                     size: Cell::new(0),
@@ -152,6 +162,19 @@ impl Task {
 
     pub(crate) fn is_complete(&self) -> bool {
         self.state.load(Ordering::Acquire) & COMPLETE != 0
+    }
+
+    /// Asks the loop to cancel the task (used for async tasks): the loop drops
+    /// its future, on its own thread, the next time it picks the task up.
+    pub(crate) fn request_cancel(self: &Arc<Self>) {
+        let previous = self.state.fetch_or(CANCEL, Ordering::AcqRel);
+        if previous & (CANCEL | COMPLETE) == 0 {
+            self.wake_by_ref();
+        }
+    }
+
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CANCEL != 0
     }
 
     /// Stores the output and wakes the joiner. Owner thread only (it takes the
@@ -205,7 +228,7 @@ impl Task {
     }
 }
 
-impl Drop for Task {
+impl Drop for TaskCell {
     fn drop(&mut self) {
         debug_assert!(
             matches!(*self.local.body.get_mut(), Body::Done),
@@ -216,7 +239,7 @@ impl Drop for Task {
 
 /// Waking a fiber re-queues it on its own loop: directly when woken on that
 /// loop's thread, through the loop's remote queue otherwise.
-impl Wake for Task {
+impl Wake for TaskCell {
     fn wake(self: Arc<Self>) {
         crate::scheduler::wake_task(self);
     }
@@ -233,19 +256,19 @@ impl Wake for Task {
 /// `JoinHandle<T>` is `Send` when `T` is, so a fiber's result can be waited for
 /// from another fiber, another loop or a plain thread.
 pub struct JoinHandle<T> {
-    task: Option<Arc<Task>>,
+    task: Option<Arc<TaskCell>>,
     _output: PhantomData<T>,
 }
 
 impl<T: 'static> JoinHandle<T> {
-    pub(crate) fn new(task: Arc<Task>) -> JoinHandle<T> {
+    pub(crate) fn new(task: Arc<TaskCell>) -> JoinHandle<T> {
         JoinHandle {
             task: Some(task),
             _output: PhantomData,
         }
     }
 
-    fn task(&self) -> &Arc<Task> {
+    fn task(&self) -> &Arc<TaskCell> {
         self.task.as_ref().expect("join handle used after join")
     }
 
@@ -285,6 +308,36 @@ impl<T: 'static> JoinHandle<T> {
     }
 }
 
+/// Async code can `.await` a fiber (or an async task's handle) directly; this
+/// is the bridge from the stackless model to the stackful one.
+impl<T: 'static> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let task = self.task();
+        if task.poll_complete(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let task = self.task.take().expect("checked above");
+        let output = task.take_output().map(|out| {
+            *out.downcast::<T>()
+                .expect("a task's output has the type its handle names")
+        });
+        Poll::Ready(output)
+    }
+}
+
+/// The handle never holds a `T` in place (the value lives boxed in the task),
+/// so it can be moved after being polled whatever `T` is.
+impl<T> Unpin for JoinHandle<T> {}
+
+impl<T> JoinHandle<T> {
+    /// The task's shared state (for the async `Task` handle).
+    pub(crate) fn cell(&self) -> &Arc<TaskCell> {
+        self.task.as_ref().expect("join handle used after join")
+    }
+}
+
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
@@ -308,11 +361,11 @@ impl<T> fmt::Debug for JoinHandle<T> {
 /// and [`JoinHandle::fiber`]. Like [`std::thread::Thread`].
 #[derive(Clone)]
 pub struct Fiber {
-    task: Arc<Task>,
+    task: Arc<TaskCell>,
 }
 
 impl Fiber {
-    pub(crate) fn new(task: Arc<Task>) -> Fiber {
+    pub(crate) fn new(task: Arc<TaskCell>) -> Fiber {
         Fiber { task }
     }
 
