@@ -218,7 +218,8 @@ fn many_wakes_of_cloned_wakers_poll_once_per_cycle_and_lose_none() {
             cycles += 1;
             let waker = cx.waker().clone();
             for _ in 0..1000 {
-                waker.clone().wake();
+                let clone = waker.clone(); // woken by value: the clone is consumed
+                clone.wake();
             }
             let remote = cx.waker().clone();
             std::thread::spawn(move || {
