@@ -79,6 +79,7 @@ mod blocking;
 mod fiber;
 pub mod net;
 mod reactor;
+mod remote;
 pub mod runtime;
 mod scheduler;
 pub mod stack;
@@ -89,6 +90,7 @@ mod timer;
 mod wait;
 
 pub use fiber::{current, sleep, sleep_until, spawn, try_current, yield_now, Builder};
+pub use remote::RemoteHandle;
 pub use runtime::{block_on, handle, run, try_handle, CallbackHandle, EventLoop, Handle};
 pub use stack::DEFAULT_STACK_SIZE;
 pub use task::{Fiber, FiberId, JoinError, JoinHandle};

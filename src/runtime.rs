@@ -106,6 +106,11 @@ impl EventLoop {
         Ok(EventLoop { core })
     }
 
+    /// A handle for other threads: `call_soon_threadsafe` and spawning.
+    pub fn remote(&self) -> crate::RemoteHandle {
+        crate::RemoteHandle::new(self.core.shared().clone())
+    }
+
     /// A handle for scheduling callbacks on this loop.
     pub fn handle(&self) -> Handle {
         Handle {
@@ -173,6 +178,7 @@ fn unwrap_main<T: 'static>(main: JoinHandle<T>) -> T {
 
 impl Drop for EventLoop {
     fn drop(&mut self) {
+        self.core.close_inbox();
         self.core.cancel_all();
         scheduler::uninstall();
     }
@@ -258,6 +264,11 @@ impl Handle {
     /// already running in this round have had their turn.
     pub fn stop(&self) {
         self.core.stop();
+    }
+
+    /// A handle for other threads (see [`RemoteHandle`](crate::RemoteHandle)).
+    pub fn remote(&self) -> crate::RemoteHandle {
+        crate::RemoteHandle::new(self.core.shared().clone())
     }
 
     /// True while the loop is being driven.

@@ -33,7 +33,7 @@ use std::mem;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use corosensei::CoroutineResult;
@@ -66,6 +66,24 @@ pub(crate) struct Shared {
     poller: mio::Waker,
     /// For registering and deregistering sources from any thread.
     pub(crate) registry: mio::Registry,
+    /// Work handed in from other threads (`RemoteHandle`).
+    inbox: Mutex<Inbox>,
+    /// Set after a push to `inbox`, so the loop need not lock it to look.
+    inbox_ready: AtomicBool,
+}
+
+/// Work from other threads, until the loop closes.
+struct Inbox {
+    open: bool,
+    jobs: Vec<RemoteJob>,
+}
+
+/// One piece of work handed to a loop from another thread.
+pub(crate) enum RemoteJob {
+    /// A `call_soon_threadsafe` callback.
+    Call(Box<dyn FnOnce() + Send>),
+    /// A task built on another thread, to be adopted by the loop.
+    Adopt(Arc<TaskCell>),
 }
 
 impl Shared {
@@ -74,12 +92,36 @@ impl Shared {
             return; // already on its way
         }
         self.remote.push(task);
-        // Pairs with the fence in `Core::turn`: either the loop sees our task
-        // before it sleeps, or we see it sleeping and wake it.
+        self.notify();
+    }
+
+    /// Hands work to the loop from any thread; gives it back if the loop has
+    /// closed.
+    pub(crate) fn send(&self, job: RemoteJob) -> Result<(), RemoteJob> {
+        {
+            let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+            if !inbox.open {
+                return Err(job);
+            }
+            inbox.jobs.push(job);
+        }
+        self.inbox_ready.store(true, Ordering::Release);
+        self.notify();
+        Ok(())
+    }
+
+    /// Wakes the loop if it sleeps in `poll`. Pairs with the fence in
+    /// `Core::turn`: either the loop sees our work before it sleeps, or we see
+    /// it sleeping and wake it.
+    fn notify(&self) {
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::Relaxed) {
             let _ = self.poller.wake();
         }
+    }
+
+    fn has_remote_work(&self) -> bool {
+        !self.remote.is_empty() || self.inbox_ready.load(Ordering::Acquire)
     }
 }
 
@@ -102,6 +144,8 @@ pub(crate) struct CallbackCell {
 
 /// One loop's state. Lives on, and is touched only by, its own thread.
 pub(crate) struct Core {
+    /// Process-unique id of this loop (for handles that must not hold it).
+    id: u64,
     shared: Arc<Shared>,
     ready: RefCell<VecDeque<Runnable>>,
     /// Where the next spawned fiber goes in `ready`; reset whenever a new item runs.
@@ -238,8 +282,15 @@ impl Core {
             sleeping: AtomicBool::new(false),
             poller,
             registry,
+            inbox: Mutex::new(Inbox {
+                open: true,
+                jobs: Vec::new(),
+            }),
+            inbox_ready: AtomicBool::new(false),
         });
+        static NEXT_LOOP: AtomicU64 = AtomicU64::new(1);
         Ok(Core {
+            id: NEXT_LOOP.fetch_add(1, Ordering::Relaxed),
             shared,
             ready: RefCell::new(VecDeque::with_capacity(256)),
             spawn_at: Cell::new(0),
@@ -252,6 +303,11 @@ impl Core {
             stopping: Cell::new(false),
             running: Cell::new(false),
         })
+    }
+
+    /// This loop's process-unique id.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -296,6 +352,16 @@ impl Core {
             self.park_idle(coro);
         }
         Ok(self.insert(Body::NotStarted(closure), name, stack_size))
+    }
+
+    /// Builds a task for a loop from any thread; the loop adopts it later.
+    pub(crate) fn remote_task(shared: &Arc<Shared>, body: Body) -> Arc<TaskCell> {
+        let size = if let Body::NotStarted(_) = body {
+            stack::DEFAULT_STACK_SIZE
+        } else {
+            0
+        };
+        Arc::new(TaskCell::new(next_id(), None, size, shared.clone(), body))
     }
 
     /// Creates an async task polling `future` and queues it ahead of older work.
@@ -459,8 +525,8 @@ impl Core {
         };
         if timeout != Some(Duration::ZERO) {
             self.shared.sleeping.store(true, Ordering::Relaxed);
-            fence(Ordering::SeqCst); // pairs with `Shared::push_remote`
-            if !self.shared.remote.is_empty() {
+            fence(Ordering::SeqCst); // pairs with `Shared::notify`
+            if self.shared.has_remote_work() {
                 timeout = Some(Duration::ZERO);
             }
         }
@@ -476,7 +542,63 @@ impl Core {
         }
     }
 
+    /// Takes in work from other threads: callbacks are queued like
+    /// `call_soon`'s, tasks join the live-task table.
+    fn drain_inbox(&self) {
+        if !self.shared.inbox_ready.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let jobs = {
+            let mut inbox = self
+                .shared
+                .inbox
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            mem::take(&mut inbox.jobs)
+        };
+        for job in jobs {
+            self.take_job(job);
+        }
+    }
+
+    fn take_job(&self, job: RemoteJob) {
+        match job {
+            RemoteJob::Call(f) => self.push_callback(Rc::new(CallbackCell {
+                f: Cell::new(Some(f)),
+            })),
+            RemoteJob::Adopt(task) => {
+                let local = task.local(self);
+                local.key.set(self.tasks.borrow_mut().insert(task.clone()));
+                local.queued.set(true);
+                self.ready
+                    .borrow_mut()
+                    .push_back(Runnable::Task(local.key.get()));
+            }
+        }
+    }
+
+    /// Closes the inbox: later `RemoteHandle` calls fail. Tasks already handed
+    /// in are adopted (so that closing cancels them and their joiners wake);
+    /// callbacks are dropped, as asyncio drops them on close.
+    pub(crate) fn close_inbox(&self) {
+        let jobs = {
+            let mut inbox = self
+                .shared
+                .inbox
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            inbox.open = false;
+            mem::take(&mut inbox.jobs)
+        };
+        for job in jobs {
+            if let RemoteJob::Adopt(_) = job {
+                self.take_job(job);
+            }
+        }
+    }
+
     fn drain_remote(&self) {
+        self.drain_inbox();
         while let Some(task) = self.shared.remote.pop() {
             task.remote_queued.store(false, Ordering::Release);
             self.schedule(task);

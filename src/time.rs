@@ -8,11 +8,10 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Weak;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::scheduler::{self, Core};
+use crate::scheduler;
 use crate::timer::{TimerAction, TimerKey};
 
 /// Waits until `duration` has passed (never less).
@@ -43,8 +42,9 @@ fn far_future() -> Instant {
 #[must_use = "futures do nothing unless polled"]
 pub struct Sleep {
     deadline: Instant,
-    /// The timer set for the waker of the last poll.
-    timer: Option<(Weak<Core>, TimerKey, Waker)>,
+    /// The timer set for the waker of the last poll: the loop's id, the key,
+    /// and the waker it wakes. (An id, not a reference, keeps `Sleep` `Send`.)
+    timer: Option<(u64, TimerKey, Waker)>,
 }
 
 impl Sleep {
@@ -54,11 +54,13 @@ impl Sleep {
     }
 
     fn cancel_timer(&mut self) {
-        if let Some((core, key, _)) = self.timer.take() {
-            if let Some(core) = core.upgrade() {
-                let action = core.timers.borrow_mut().cancel(key);
-                drop(action); // outside the borrow
-            }
+        if let Some((loop_id, key, _)) = self.timer.take() {
+            // Dropped elsewhere than on its loop, the timer just fires later
+            // and wakes nobody who still cares.
+            let action = scheduler::with_core(|core| {
+                (core.id() == loop_id).then(|| core.timers.borrow_mut().cancel(key))
+            });
+            drop(action); // outside the borrow
         }
     }
 }
@@ -81,7 +83,7 @@ impl Future for Sleep {
                 scheduler::core().expect("fiberloop::time::sleep polled outside a fiberloop loop");
             let action = TimerAction::Wake(cx.waker().clone());
             let key = core.timers.borrow_mut().insert(self.deadline, action);
-            self.timer = Some((std::rc::Rc::downgrade(&core), key, cx.waker().clone()));
+            self.timer = Some((core.id(), key, cx.waker().clone()));
         }
         Poll::Pending
     }

@@ -72,6 +72,12 @@ pub struct Task<T> {
 }
 
 impl<T: 'static> Task<T> {
+    pub(crate) fn new(handle: JoinHandle<T>) -> Task<T> {
+        Task {
+            handle: Some(handle),
+        }
+    }
+
     /// Lets the task run to completion without a handle; returns a
     /// [`JoinHandle`], which detaches when dropped.
     pub fn detach(mut self) -> JoinHandle<T> {

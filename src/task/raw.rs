@@ -173,6 +173,14 @@ impl TaskCell {
         }
     }
 
+    /// Ends a task that no loop ever adopted (its loop closed first): drops
+    /// the body here, on the thread that built it, and completes the task as
+    /// cancelled.
+    pub(crate) fn abandon(&self) {
+        *self.local.body.borrow_mut() = Body::Done;
+        self.complete(&self.local, Err(JoinError::cancelled()));
+    }
+
     pub(crate) fn cancel_requested(&self) -> bool {
         self.state.load(Ordering::Acquire) & CANCEL != 0
     }

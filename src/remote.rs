@@ -1,0 +1,108 @@
+//! [`RemoteHandle`]: reaching a loop from other threads (asyncio's
+//! `call_soon_threadsafe`, tokio's `Handle::spawn`).
+//!
+//! Work sent from another thread goes into the loop's inbox (a mutex-guarded
+//! queue, touched only when something is sent) and the loop's `mio::Waker` is
+//! written only if the loop sleeps in `poll`. Once the loop has closed, calls
+//! fail with `NotConnected` instead of queueing work that would never run.
+//!
+//! ```
+//! let event_loop = fiberloop::EventLoop::new().unwrap();
+//! let remote = event_loop.remote();
+//! let worker = std::thread::spawn(move || {
+//!     // From a plain thread: start a fiber on the loop and wait for it.
+//!     let fiber = remote.spawn(|| fiberloop::current().id()).unwrap();
+//!     fiber.join().unwrap()
+//! });
+//! let main_id = event_loop.run_until_complete(|| {
+//!     fiberloop::sleep(std::time::Duration::from_millis(20));
+//!     fiberloop::current().id()
+//! });
+//! assert_ne!(worker.join().unwrap(), main_id);
+//! ```
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use crate::scheduler::{Core, RemoteJob, Shared};
+use crate::task::{Body, BoxFuture, Closure, JoinHandle, Task};
+
+/// A `Send + Sync + Clone` handle to a loop, usable from any thread.
+#[derive(Clone)]
+pub struct RemoteHandle {
+    shared: Arc<Shared>,
+}
+
+impl RemoteHandle {
+    pub(crate) fn new(shared: Arc<Shared>) -> RemoteHandle {
+        RemoteHandle { shared }
+    }
+
+    /// Runs `f` on the loop's thread, as a callback queued after those already
+    /// queued (FIFO with `call_soon`).
+    ///
+    /// # Errors
+    /// `NotConnected` once the loop has closed.
+    pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        self.shared
+            .send(RemoteJob::Call(Box::new(f)))
+            .map_err(|_| closed())
+    }
+
+    /// Spawns a fiber on the loop. The closure must be `Send` (it crosses to
+    /// the loop's thread); once there it never moves again.
+    ///
+    /// # Errors
+    /// `NotConnected` once the loop has closed.
+    pub fn spawn<F, T>(&self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let closure: Closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
+        self.adopt(Body::NotStarted(closure)).map(JoinHandle::new)
+    }
+
+    /// Spawns a `Send` future as an async task on the loop. Dropping the
+    /// returned [`Task`] cancels it, from any thread.
+    ///
+    /// # Errors
+    /// `NotConnected` once the loop has closed.
+    pub fn spawn_future<F>(&self, future: F) -> io::Result<Task<F::Output>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let future: BoxFuture = Box::pin(async move { Box::new(future.await) as Box<dyn Any> });
+        let cell = self.adopt(Body::Future(future))?;
+        Ok(Task::new(JoinHandle::new(cell)))
+    }
+
+    fn adopt(&self, body: Body) -> io::Result<Arc<crate::task::TaskCell>> {
+        let cell = Core::remote_task(&self.shared, body);
+        match self.shared.send(RemoteJob::Adopt(cell.clone())) {
+            Ok(()) => Ok(cell),
+            Err(_) => {
+                // Never adopted: the body is dropped here, where it was made.
+                cell.abandon();
+                Err(closed())
+            }
+        }
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the fiberloop event loop has closed",
+    )
+}
+
+impl fmt::Debug for RemoteHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteHandle").finish_non_exhaustive()
+    }
+}
