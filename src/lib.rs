@@ -75,6 +75,7 @@
 #[cfg(not(unix))]
 compile_error!("fiberloop supports Unix only (it needs mmap, signals and poll)");
 
+pub mod async_net;
 mod blocking;
 mod fiber;
 pub mod net;

@@ -205,6 +205,15 @@ impl ScheduledIo {
         Poll::Pending
     }
 
+    /// Leaves `waker` in the slot for `interest` (the async face: the next
+    /// event for that direction wakes it).
+    fn register(&self, interest: Interest, waker: &Waker) {
+        match &mut self.waiters()[interest as usize] {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+    }
+
     fn clear_waiter(&self, interest: Interest) {
         self.waiters()[interest as usize] = None;
     }
@@ -266,6 +275,40 @@ impl<T: AsRawFd> Source<T> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => return result,
             }
+        }
+    }
+
+    /// The async face of [`do_io`](Self::do_io): runs `op` until it does not
+    /// say `WouldBlock`; then leaves `cx`'s waker for the next readiness event
+    /// and returns `Pending`. No per-call state is kept, so it suits
+    /// `AsyncRead`/`AsyncWrite`: a spurious poll just tries `op` again.
+    ///
+    /// # Errors
+    /// What `op` returns; `NotFound` when polled on a thread without a loop.
+    pub(crate) fn poll_io<R>(
+        &self,
+        interest: Interest,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            match op(&self.io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                result => return Poll::Ready(result),
+            }
+            let Some(core) = crate::scheduler::core() else {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "fiberloop socket polled on a thread without a fiberloop event loop",
+                )));
+            };
+            // No event can be handled between `op`'s WouldBlock and this
+            // registration: both happen on the loop's thread, which handles
+            // events only between polls. So the next event will find the waker.
+            let io = self.registered_with(&core)?;
+            io.register(interest, cx.waker());
+            return Poll::Pending;
         }
     }
 

@@ -26,11 +26,11 @@
 //! - Writes never raise `SIGPIPE`: a reset peer gives `BrokenPipe` or
 //!   `ConnectionReset` (`send` with `MSG_NOSIGNAL`).
 
-mod addr;
-mod tcp;
+pub(crate) mod addr;
+pub(crate) mod tcp;
 mod udp;
 
-pub use addr::ToSocketAddrs;
+pub use addr::{Lookup, ToSocketAddrs};
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 

@@ -35,14 +35,44 @@ use crate::sys::Interest;
 /// .unwrap();
 /// ```
 pub struct TcpListener {
-    source: Source<mio::net::TcpListener>,
-    /// Milliseconds the next `accept` waits first, after running out of
-    /// descriptors; 0 when the last accept did not hit that.
-    backoff_ms: AtomicU64,
+    pub(crate) source: Source<mio::net::TcpListener>,
+    pub(crate) backoff: AcceptBackoff,
 }
 
-const BACKOFF_START_MS: u64 = 5;
-const BACKOFF_MAX_MS: u64 = 1000;
+/// The pause an `accept` takes after the process ran out of descriptors (or
+/// memory), so that a retry loop cannot spin on the connection the kernel keeps
+/// pending: 5 ms, doubling to 1 s, reset by a success. Shared by both faces.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptBackoff {
+    /// Milliseconds the next `accept` waits first; 0 when the last one did not
+    /// run out of resources.
+    ms: AtomicU64,
+}
+
+impl AcceptBackoff {
+    const START_MS: u64 = 5;
+    const MAX_MS: u64 = 1000;
+
+    /// How long the next accept must wait first, if at all.
+    pub(crate) fn delay(&self) -> Option<Duration> {
+        match self.ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Updates the back-off from an accept's outcome.
+    pub(crate) fn record<T>(&self, result: &io::Result<T>) {
+        let next = match result {
+            Ok(_) => 0,
+            Err(e) if is_resource_exhaustion(e) => {
+                (self.ms.load(Ordering::Relaxed) * 2).clamp(Self::START_MS, Self::MAX_MS)
+            }
+            Err(_) => return,
+        };
+        self.ms.store(next, Ordering::Relaxed);
+    }
+}
 
 impl TcpListener {
     /// Binds to `addr` (port 0 picks a free port; see [`local_addr`](Self::local_addr)).
@@ -62,7 +92,7 @@ impl TcpListener {
     fn from_mio(listener: mio::net::TcpListener) -> TcpListener {
         TcpListener {
             source: Source::new(listener),
-            backoff_ms: AtomicU64::new(0),
+            backoff: AcceptBackoff::default(),
         }
     }
 
@@ -73,26 +103,12 @@ impl TcpListener {
     /// descriptors (`EMFILE`, `ENFILE`) or memory, that error is returned and the
     /// next call waits a back-off first (see the [module docs](super)).
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let backoff = self.backoff_ms.load(Ordering::Relaxed);
-        if backoff > 0 {
-            crate::sleep(Duration::from_millis(backoff));
+        if let Some(delay) = self.backoff.delay() {
+            crate::sleep(delay);
         }
-        match self
-            .source
-            .do_io(Interest::Read, None, |listener| listener.accept())
-        {
-            Ok((stream, peer)) => {
-                self.backoff_ms.store(0, Ordering::Relaxed);
-                Ok((TcpStream::from_mio(stream), peer))
-            }
-            Err(e) => {
-                if is_resource_exhaustion(&e) {
-                    let next = (backoff * 2).clamp(BACKOFF_START_MS, BACKOFF_MAX_MS);
-                    self.backoff_ms.store(next, Ordering::Relaxed);
-                }
-                Err(e)
-            }
-        }
+        let result = self.source.do_io(Interest::Read, None, |l| l.accept());
+        self.backoff.record(&result);
+        result.map(|(stream, peer)| (TcpStream::from_mio(stream), peer))
     }
 
     /// An endless iterator of accepted connections (errors included, as std's).
@@ -159,10 +175,25 @@ pub struct TcpStream {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    source: Source<mio::net::TcpStream>,
+/// A connection's state, shared by its clones and by both faces.
+pub(crate) struct Inner {
+    pub(crate) source: Source<mio::net::TcpStream>,
     read_timeout: Timeout,
     write_timeout: Timeout,
+}
+
+/// The connect-progress check both faces run until it stops saying
+/// `WouldBlock`: a non-blocking connect is under way until the socket is
+/// writable, and then either has a peer or a pending error.
+pub(crate) fn connected(stream: &mio::net::TcpStream) -> io::Result<()> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e),
+    }
 }
 
 impl TcpStream {
@@ -191,19 +222,14 @@ impl TcpStream {
     }
 
     fn connect_addr(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
-        // A non-blocking connect: it is in progress until the socket is writable.
         let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?);
         let source = &stream.inner.source;
         loop {
-            if let Some(e) = source.get_ref().take_error()? {
-                return Err(e);
-            }
-            match source.get_ref().peer_addr() {
-                Ok(_) => return Ok(stream),
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                    source.wait(Interest::Write, deadline)?;
+            match connected(source.get_ref()) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    source.wait(Interest::Write, deadline)?
                 }
-                Err(e) => return Err(e),
+                result => return result.map(|()| stream),
             }
         }
     }
@@ -214,7 +240,15 @@ impl TcpStream {
         Ok(TcpStream::from_mio(mio::net::TcpStream::from_std(stream)))
     }
 
-    fn from_mio(stream: mio::net::TcpStream) -> TcpStream {
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> TcpStream {
+        TcpStream { inner }
+    }
+
+    pub(crate) fn into_inner(self) -> Arc<Inner> {
+        self.inner
+    }
+
+    pub(crate) fn from_mio(stream: mio::net::TcpStream) -> TcpStream {
         TcpStream {
             inner: Arc::new(Inner {
                 source: Source::new(stream),

@@ -57,6 +57,10 @@ impl UdpSocket {
         }
     }
 
+    pub(crate) fn into_source(self) -> Source<mio::net::UdpSocket> {
+        self.source
+    }
+
     fn io(&self) -> &mio::net::UdpSocket {
         self.source.get_ref()
     }
