@@ -62,13 +62,12 @@ fn timers_stops_the_loop_and_skips_the_cancelled_callback() {
     assert!(out.contains("stopped after"), "{out}");
 }
 
-#[test]
-fn echo_client_verifies_echo_server() {
-    let mut server = example("echo_server")
+fn echo_client_verifies(server_example: &str) {
+    let mut server = example(server_example)
         .arg("127.0.0.1:0")
         .stdout(Stdio::piped())
         .spawn()
-        .expect("start echo_server");
+        .expect("start the echo server");
     let mut first = String::new();
     BufReader::new(server.stdout.take().unwrap())
         .read_line(&mut first)
@@ -85,4 +84,27 @@ fn echo_client_verifies_echo_server() {
         "{out}"
     );
     assert!(out.contains(", 0 failed"), "{out}");
+}
+
+#[test]
+fn echo_client_verifies_echo_server() {
+    echo_client_verifies("echo_server");
+}
+
+#[test]
+fn echo_client_verifies_echo_server_async() {
+    echo_client_verifies("echo_server_async");
+}
+
+#[test]
+fn mixed_runs_both_models_both_ways() {
+    let out = run_bounded(example("mixed"));
+    assert!(
+        out.contains("fiber server, async clients: 20 replies, all correct"),
+        "{out}"
+    );
+    assert!(
+        out.contains("async server, fiber clients: 20 replies, all correct"),
+        "{out}"
+    );
 }
