@@ -9,18 +9,17 @@
 //!    not yet (once, for both directions), store the fiber's waker in the
 //!    source's read slot, and park the fiber.
 //! 3. When `poll` reports the descriptor readable (or closed, or in error), the
-//!    reactor bumps the read *tick* and wakes the waker; the fiber retries the
-//!    syscall from step 1.
+//!    reactor wakes the waker; the fiber retries the syscall from step 1.
 //!
 //! # Implementation notes
 //!
 //! - mio is edge-triggered: an event is reported once per readiness change, so
 //!   we always operate until `WouldBlock` before parking, and never park without
 //!   having seen `WouldBlock` since the last event.
-//! - Events can be spurious (a tick with nothing to read): the retried syscall
-//!   says `WouldBlock` again and the fiber parks again. A wait is over only when
-//!   the tick moved since the wait began, so a timer waking the fiber early
-//!   (an I/O timeout not yet due) does not count as readiness.
+//! - Wakes can be spurious (an event with nothing to read, or the timer of an
+//!   I/O timeout not yet due): the retried syscall says `WouldBlock` again and
+//!   the fiber parks again. Nothing is remembered between tries, which is what
+//!   lets the async face share this code.
 //! - Tokens carry a generation in their upper half, so an event for a slot that
 //!   was freed and reused never wakes the new owner.
 //! - A source is registered with the loop that first waits on it. Moved to
@@ -35,7 +34,6 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -44,7 +42,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Token};
 use slab::Slab;
 
-use crate::scheduler::{Core, Shared};
+use crate::scheduler::{self, Core, Shared};
 use crate::sys::{self, Interest};
 use crate::wait::{self, WaitError};
 
@@ -149,12 +147,10 @@ impl Reactor {
     }
 }
 
-/// Per-source readiness: a tick and a waiter slot per direction.
+/// Per-source waiters: one waker slot per direction.
 pub(crate) struct ScheduledIo {
     token: usize,
-    /// Bumped on every event for that direction ([read, write]).
-    ticks: [AtomicUsize; 2],
-    /// The fiber or task waiting in each direction.
+    /// The fiber or task waiting in each direction ([read, write]).
     waiters: Mutex<[Option<Waker>; 2]>,
 }
 
@@ -162,7 +158,6 @@ impl ScheduledIo {
     fn new(token: usize) -> ScheduledIo {
         ScheduledIo {
             token,
-            ticks: [AtomicUsize::new(0), AtomicUsize::new(0)],
             waiters: Mutex::new([None, None]),
         }
     }
@@ -176,37 +171,13 @@ impl ScheduledIo {
         let mut waiters = self.waiters();
         for (dir, hit) in [read, write].into_iter().enumerate() {
             if hit {
-                self.ticks[dir].fetch_add(1, Ordering::Release);
                 woken.extend(waiters[dir].take());
             }
         }
     }
 
-    /// Ready once an event arrived after the first call (which records the
-    /// tick in `seen` and registers the waker).
-    fn poll_ready(
-        &self,
-        interest: Interest,
-        seen: &mut Option<usize>,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        let dir = interest as usize;
-        let mut waiters = self.waiters();
-        let tick = self.ticks[dir].load(Ordering::Acquire);
-        match *seen {
-            Some(old) if old != tick => return Poll::Ready(()),
-            Some(_) => {}
-            None => *seen = Some(tick),
-        }
-        match &mut waiters[dir] {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
-        }
-        Poll::Pending
-    }
-
-    /// Leaves `waker` in the slot for `interest` (the async face: the next
-    /// event for that direction wakes it).
+    /// Leaves `waker` in the slot for `interest`: the next event for that
+    /// direction wakes it.
     fn register(&self, interest: Interest, waker: &Waker) {
         match &mut self.waiters()[interest as usize] {
             Some(w) if w.will_wake(waker) => {}
@@ -234,7 +205,10 @@ impl Registration {
     }
 }
 
-/// A non-blocking descriptor (`T` is a mio socket) driven in blocking style.
+/// A non-blocking descriptor (`T` is a mio socket) with its two faces:
+/// [`poll_io`](Self::poll_io) for async code, [`do_io`](Self::do_io) for
+/// fibers and plain threads. The blocking face is the async one driven by the
+/// one waiting mechanism (`wait::block_on`), so both behave the same.
 pub(crate) struct Source<T: AsRawFd> {
     io: T,
     registration: Mutex<Option<Registration>>,
@@ -252,36 +226,10 @@ impl<T: AsRawFd> Source<T> {
         &self.io
     }
 
-    /// Runs `op` until it does not say `WouldBlock`, waiting for `interest`
-    /// between tries. `EINTR` is retried. When `timeout` is set and passes
-    /// (counted from the first `WouldBlock`), the error is `TimedOut`.
-    pub(crate) fn do_io<R>(
-        &self,
-        interest: Interest,
-        timeout: Option<Duration>,
-        mut op: impl FnMut(&T) -> io::Result<R>,
-    ) -> io::Result<R> {
-        let mut deadline = None;
-        loop {
-            match op(&self.io) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Read the clock only once we know we must wait.
-                    if deadline.is_none() {
-                        deadline = timeout
-                            .map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future));
-                    }
-                    self.wait(interest, deadline)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                result => return result,
-            }
-        }
-    }
-
-    /// The async face of [`do_io`](Self::do_io): runs `op` until it does not
-    /// say `WouldBlock`; then leaves `cx`'s waker for the next readiness event
-    /// and returns `Pending`. No per-call state is kept, so it suits
-    /// `AsyncRead`/`AsyncWrite`: a spurious poll just tries `op` again.
+    /// Runs `op` until it does not say `WouldBlock`; then leaves `cx`'s waker
+    /// for the next readiness event and returns `Pending`. No per-call state is
+    /// kept, so it suits `AsyncRead`/`AsyncWrite`: a spurious poll just tries
+    /// `op` again.
     ///
     /// # Errors
     /// What `op` returns; `NotFound` when polled on a thread without a loop.
@@ -297,56 +245,108 @@ impl<T: AsRawFd> Source<T> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 result => return Poll::Ready(result),
             }
-            let Some(core) = crate::scheduler::core() else {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::NotFound,
-                    "fiberloop socket polled on a thread without a fiberloop event loop",
-                )));
-            };
             // No event can be handled between `op`'s WouldBlock and this
             // registration: both happen on the loop's thread, which handles
-            // events only between polls. So the next event will find the waker.
-            let io = self.registered_with(&core)?;
-            io.register(interest, cx.waker());
-            return Poll::Pending;
-        }
-    }
-
-    /// Blocks (the fiber, or the thread outside a loop) until the descriptor may
-    /// be ready for `interest`. Readiness is a hint: retry the operation.
-    pub(crate) fn wait(&self, interest: Interest, deadline: Option<Instant>) -> io::Result<()> {
-        let Some(core) = wait::fiber_core() else {
-            return match sys::wait_fd(self.io.as_raw_fd(), interest, deadline)? {
-                true => Ok(()),
-                false => Err(WaitError::TimedOut.into()),
+            // events only between polls. So the next event finds the waker.
+            return match self.register(interest, cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
             };
-        };
-        let io = self.registered_with(&core)?;
-        let mut seen = None;
-        let result = wait::block_on(deadline, |cx| io.poll_ready(interest, &mut seen, cx));
-        if result.is_err() {
-            io.clear_waiter(interest); // timed out or cancelled: leave no waker behind
         }
-        result.map_err(io::Error::from)
     }
 
-    fn registered_with(&self, core: &Core) -> io::Result<Arc<ScheduledIo>> {
+    /// Runs `op` until it does not say `WouldBlock`, blocking between tries:
+    /// the fiber (through [`poll_io`](Self::poll_io) and `wait::block_on`), or
+    /// the thread outside a loop (with `poll(2)`). `EINTR` is retried. When
+    /// `timeout` is set and passes (counted from the first `WouldBlock`), the
+    /// error is `TimedOut`.
+    pub(crate) fn do_io<R>(
+        &self,
+        interest: Interest,
+        timeout: Option<Duration>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        // The fast path: often the data (or buffer space) is there already.
+        loop {
+            match op(&self.io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return result,
+            }
+        }
+        // Read the clock only now that we know we must wait.
+        let deadline = timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future));
+        if wait::fiber_core().is_none() {
+            // A plain thread: behave like std's blocking sockets.
+            loop {
+                if !sys::wait_fd(self.io.as_raw_fd(), interest, deadline)? {
+                    return Err(WaitError::TimedOut.into());
+                }
+                match op(&self.io) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    result => return result,
+                }
+            }
+        }
+        // The fast path just saw WouldBlock, so the first poll only registers
+        // (trying `op` again at once would be a wasted syscall per wait).
+        let mut just_tried = true;
+        let waited = wait::block_on(deadline, |cx| {
+            if std::mem::take(&mut just_tried) {
+                if let Err(e) = self.register(interest, cx) {
+                    return Poll::Ready(Err(e));
+                }
+                return Poll::Pending;
+            }
+            self.poll_io(interest, cx, &mut op)
+        });
+        match waited {
+            Ok(result) => result,
+            Err(e) => {
+                // Timed out or cancelled: leave no waker behind.
+                scheduler::with_core(|core| {
+                    self.with_registration(core, |io| io.clear_waiter(interest))
+                });
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Leaves `cx`'s waker for the next `interest` event on this loop.
+    fn register(&self, interest: Interest, cx: &mut Context<'_>) -> io::Result<()> {
+        let registered = scheduler::with_core(|core| {
+            self.with_registration(core, |io| io.register(interest, cx.waker()))
+        });
+        registered.unwrap_or_else(|| {
+            Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "fiberloop socket polled on a thread without a fiberloop event loop",
+            ))
+        })
+    }
+
+    /// Runs `f` on this source's registration with `core`'s loop, registering
+    /// (or moving the registration from another loop) first if needed.
+    fn with_registration<R>(
+        &self,
+        core: &Core,
+        f: impl FnOnce(&ScheduledIo) -> R,
+    ) -> io::Result<R> {
         let mut registration = self
             .registration
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(current) = &*registration {
-            if Arc::ptr_eq(&current.shared, core.shared()) {
-                return Ok(current.io.clone());
+        match &*registration {
+            Some(current) if Arc::ptr_eq(&current.shared, core.shared()) => {}
+            _ => {
+                if let Some(old) = registration.take() {
+                    old.deregister(self.io.as_raw_fd());
+                }
+                *registration = Some(core.reactor.register(self.io.as_raw_fd(), core.shared())?);
             }
         }
-        if let Some(old) = registration.take() {
-            old.deregister(self.io.as_raw_fd());
-        }
-        let new = core.reactor.register(self.io.as_raw_fd(), core.shared())?;
-        let io = new.io.clone();
-        *registration = Some(new);
-        Ok(io)
+        Ok(f(&registration.as_ref().expect("registered above").io))
     }
 }
 

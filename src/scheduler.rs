@@ -323,6 +323,24 @@ impl Core {
         Some((task.local(self).key.get(), task.id))
     }
 
+    /// A waker for the running fiber that borrows the live-task table's
+    /// reference instead of taking one: waits use it without touching the
+    /// reference count (clones, such as the one a socket keeps, count as usual).
+    ///
+    /// Valid for as long as the task stays in the table, which covers the
+    /// whole of any wait its fiber performs: a task leaves the table only in
+    /// `finish`, after its fiber's closure has returned.
+    pub(crate) fn current_waker(&self) -> Option<std::mem::ManuallyDrop<std::task::Waker>> {
+        let task = self.current.get()?;
+        // SAFETY: `current` points at the table's `Arc<TaskCell>` allocation
+        // (see `current_task`). `Waker::from` takes over one strong count;
+        // `ManuallyDrop` keeps it from ever giving it back, so the count it
+        // holds is the table's own, alive as long as the task is in the table
+        // (see above). The caller uses the waker only inside its fiber's wait.
+        let arc = unsafe { Arc::from_raw(task.as_ptr().cast_const()) };
+        Some(std::mem::ManuallyDrop::new(std::task::Waker::from(arc)))
+    }
+
     /// The fiber being run, if any.
     pub(crate) fn current_task(&self) -> Option<Arc<TaskCell>> {
         let task = self.current.get()?;

@@ -141,8 +141,7 @@ fn block_on_fiber<T>(
     deadline: Option<Instant>,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, WaitError> {
-    let task = core.current_task().expect("a running fiber has a task");
-    let waker = Waker::from(task);
+    let waker = core.current_waker().expect("a running fiber has a task");
     let mut cx = Context::from_waker(&waker);
     let _timer = deadline.map(|deadline| TimerGuard::new(core, deadline, &waker));
     loop {

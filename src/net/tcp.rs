@@ -6,7 +6,7 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{each_addr, Timeout, ToSocketAddrs};
 use crate::reactor::Source;
@@ -218,20 +218,17 @@ impl TcpStream {
                 "cannot set a 0 duration timeout",
             ));
         }
-        TcpStream::connect_addr(*addr, Instant::now().checked_add(timeout))
+        TcpStream::connect_addr(*addr, Some(timeout))
     }
 
-    fn connect_addr(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
+    fn connect_addr(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
+        // A non-blocking connect: it is in progress until the socket is writable.
         let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?);
-        let source = &stream.inner.source;
-        loop {
-            match connected(source.get_ref()) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    source.wait(Interest::Write, deadline)?
-                }
-                result => return result.map(|()| stream),
-            }
-        }
+        stream
+            .inner
+            .source
+            .do_io(Interest::Write, timeout, connected)?;
+        Ok(stream)
     }
 
     /// Wraps a connected std stream, switching it to non-blocking mode.
