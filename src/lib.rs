@@ -39,13 +39,17 @@
 //! |---|---|
 //! | [`runtime`] | [`run`], [`EventLoop`], [`Handle`]: `call_soon`, `call_later`, `stop` |
 //! | `fiber` | [`spawn`], [`Builder`], [`yield_now`], [`sleep`], [`current`] |
-//! | `task` | [`JoinHandle`], [`JoinError`], [`Fiber`]: a fiber's shared state, woken through a `Waker` |
+//! | `task::raw` | a task's shared state, woken through a `Waker`; [`JoinHandle`], [`JoinError`], [`Fiber`] |
 //! | `scheduler` | the ready queue and the loop (drawn in `docs/architecture.md`) |
 //! | `reactor` | one `mio::Poll` per loop; the registration every socket shares |
 //! | `timer` | the deadline heap behind `sleep`, `call_later` and I/O timeouts |
 //! | `wait` | the one waiting mechanism: a poll function plus a `Waker` |
 //! | [`stack`] | the pool of guarded stacks |
 //! | [`net`] | blocking-style [`TcpListener`](net::TcpListener), [`TcpStream`](net::TcpStream), [`UdpSocket`](net::UdpSocket) |
+//! | [`task`] | async tasks on the same loop: [`task::spawn`], [`task::Task`], [`block_on`] |
+//! | [`time`] | async [`time::sleep`] and [`time::timeout`] |
+//! | [`async_net`] | the async face of the sockets (`futures-io` traits) |
+//! | `remote` | [`RemoteHandle`]: `call_soon_threadsafe` and spawning from other threads |
 //! | `sys` | the only raw `libc`: stacks, the stack-overflow handler, `poll(2)` |
 //!
 //! # Threads
