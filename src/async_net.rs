@@ -1,7 +1,7 @@
 //! Async networking: TCP and UDP sockets for async tasks, on the same reactor
-//! registration as the blocking types in [`net`](crate::net).
+//! registration as the blocking types in [`crate::net`].
 //!
-//! One internal source type has two faces. [`net::TcpStream`](crate::net::TcpStream)
+//! One internal source type has two faces. [`crate::net::TcpStream`]
 //! runs an operation until it stops saying `WouldBlock`, parking the fiber in
 //! between; [`TcpStream`] here does the same in `poll` form, leaving the task's
 //! waker in the same per-direction slot and returning `Pending`. A socket can
@@ -9,7 +9,7 @@
 //! connection to an async task).
 //!
 //! [`TcpStream`] implements the ecosystem's `futures-io`
-//! [`AsyncRead`](futures_io::AsyncRead) and [`AsyncWrite`](futures_io::AsyncWrite),
+//! [`futures_io::AsyncRead`] and [`futures_io::AsyncWrite`],
 //! also for `&TcpStream`, so the extension traits of `futures-lite` or
 //! `futures` (`read`, `write_all`, `read_exact`, `copy`, ...) work with it.
 //!
