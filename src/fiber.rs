@@ -194,6 +194,21 @@ impl Coro {
     }
 }
 
+/// Makes the calling code count as outside any fiber until the guard drops.
+///
+/// A generator's body runs on the generator's own stack; a blocking call there
+/// must not suspend the enclosing fiber from a foreign stack, so while a
+/// generator runs, `in_fiber()` is false and blocking calls report it.
+pub(crate) fn leave_fiber() -> impl Drop {
+    struct Restore(*const Yielder);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            YIELDER.with(|y| y.set(self.0));
+        }
+    }
+    Restore(YIELDER.with(|y| y.replace(ptr::null())))
+}
+
 /// True when called from inside a fiber.
 #[inline]
 pub(crate) fn in_fiber() -> bool {

@@ -49,6 +49,7 @@
 //! | [`task`] | async tasks on the same loop: [`task::spawn`], [`task::Task`], [`block_on`] |
 //! | [`time`] | async [`time::sleep`] and [`time::timeout`] |
 //! | [`async_net`] | the async face of the sockets (`futures-io` traits) |
+//! | [`generator`] | stackful generators with two-way `send`, `throw`, `close`, `yield_from` (PEP 255/342/380) |
 //! | `remote` | [`RemoteHandle`]: `call_soon_threadsafe` and spawning from other threads |
 //! | `sys` | the only raw `libc`: stacks, the stack-overflow handler, `poll(2)` |
 //!
@@ -82,6 +83,7 @@ compile_error!("fiberloop supports Unix only (it needs mmap, signals and poll)")
 pub mod async_net;
 mod blocking;
 mod fiber;
+pub mod generator;
 pub mod net;
 mod reactor;
 mod remote;

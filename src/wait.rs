@@ -69,8 +69,8 @@ pub(crate) fn fiber_core() -> Option<Rc<Core>> {
     if scheduler::with_core(|_| ()).is_some() {
         panic!(
             "fiberloop: blocking call outside a fiber on a thread that has an event loop \
-             (for example in a call_soon/call_later callback): it would stall every fiber. \
-             Spawn a fiber for blocking work."
+             (in a call_soon/call_later callback, an async task or a generator's body): \
+             it would stall every fiber. Spawn a fiber for blocking work."
         );
     }
     None

@@ -45,6 +45,8 @@ thread_local! {
     static RUNNING: Cell<*const FaultInfo> = const { Cell::new(ptr::null()) };
     /// An alternate signal stack we installed for this thread, if it had none.
     static ALT_STACK: RefCell<Option<AltStack>> = const { RefCell::new(None) };
+    /// This thread has been checked for an alternate signal stack.
+    static CHECKED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Publishes (or, with null, withdraws) the running fiber's fault info.
@@ -53,6 +55,13 @@ thread_local! {
 #[inline]
 pub(crate) fn set_running(info: *const FaultInfo) {
     RUNNING.with(|r| r.set(info));
+}
+
+/// Publishes `info` and returns what was published before (for nesting: a
+/// generator resumed inside a fiber restores the fiber's info afterwards).
+#[inline]
+pub(crate) fn replace_running(info: *const FaultInfo) -> *const FaultInfo {
+    RUNNING.with(|r| r.replace(info))
 }
 
 /// The handlers that were installed before ours, for chaining.
@@ -70,14 +79,24 @@ unsafe impl Send for Previous {}
 static PREVIOUS: OnceLock<Previous> = OnceLock::new();
 
 /// Installs the process-wide handler (once) and makes sure the calling thread
-/// has an alternate signal stack for it to run on.
+/// has an alternate signal stack for it to run on (once per thread). Cheap
+/// after the first call on a thread: two loads.
+#[inline]
 pub(crate) fn install() {
+    if !CHECKED.with(Cell::get) {
+        install_slow();
+    }
+}
+
+#[cold]
+fn install_slow() {
     PREVIOUS.get_or_init(|| {
         let segv = replace_handler(libc::SIGSEGV);
         let bus = replace_handler(libc::SIGBUS);
         Previous { segv, bus }
     });
     ensure_alt_stack();
+    CHECKED.with(|c| c.set(true));
 }
 
 fn replace_handler(signal: libc::c_int) -> libc::sigaction {
@@ -187,13 +206,23 @@ extern "C" fn on_fault(
 
 fn report_overflow(fiber: &FaultInfo) -> ! {
     let mut message = StackBuf::default();
-    let _ = write!(
-        message,
-        "\nfiberloop: fiber #{} '{}' has overflowed its stack of {} bytes\n\
-         fatal runtime error: stack overflow (raise it with fiberloop::Builder::stack_size), aborting\n",
-        fiber.id,
-        fiber.name.as_deref().unwrap_or("<unnamed>"),
-        fiber.size.get(),
+    let _ = if fiber.id == 0 {
+        write!(
+            message,
+            "\nfiberloop: a generator has overflowed its stack of {} bytes\n",
+            fiber.size.get()
+        )
+    } else {
+        write!(
+            message,
+            "\nfiberloop: fiber #{} '{}' has overflowed its stack of {} bytes\n",
+            fiber.id,
+            fiber.name.as_deref().unwrap_or("<unnamed>"),
+            fiber.size.get(),
+        )
+    };
+    let _ = message.write_str(
+        "fatal runtime error: stack overflow (raise it with fiberloop::Builder::stack_size), aborting\n",
     );
     let bytes = message.as_bytes();
     // SAFETY: write(2) is async-signal-safe and `bytes` is a live buffer.
