@@ -199,14 +199,22 @@ impl Coro {
 /// A generator's body runs on the generator's own stack; a blocking call there
 /// must not suspend the enclosing fiber from a foreign stack, so while a
 /// generator runs, `in_fiber()` is false and blocking calls report it.
+#[inline]
 pub(crate) fn leave_fiber() -> impl Drop {
     struct Restore(*const Yielder);
     impl Drop for Restore {
+        #[inline]
         fn drop(&mut self) {
-            YIELDER.with(|y| y.set(self.0));
+            if !self.0.is_null() {
+                YIELDER.with(|y| y.set(self.0));
+            }
         }
     }
-    Restore(YIELDER.with(|y| y.replace(ptr::null())))
+    let current = YIELDER.with(Cell::get);
+    if !current.is_null() {
+        YIELDER.with(|y| y.set(ptr::null()));
+    }
+    Restore(current)
 }
 
 /// True when called from inside a fiber.

@@ -108,3 +108,49 @@ fn mixed_runs_both_models_both_ways() {
         "{out}"
     );
 }
+
+#[test]
+fn the_generator_chapter_examples_print_what_they_promise() {
+    assert_eq!(
+        run_bounded(example("gen_countdown")),
+        "starting\n3\n2\n1\ndone\n"
+    );
+    let out = run_bounded(example("gen_averager"));
+    assert!(
+        out.contains("sent 30 -> average 20.0") && out.contains("sent 5 -> average 15.0"),
+        "{out}"
+    );
+    assert!(
+        out.contains("averager closed: its destructors ran"),
+        "{out}"
+    );
+    let out = run_bounded(example("gen_pipeline"));
+    assert!(out.ends_with("3 of 6 lines matched\n"), "{out}");
+    let out = run_bounded(example("gen_delegation"));
+    assert!(
+        out.contains("girls: mean 40.5 kg (4 values)")
+            && out.contains("boys: mean 42.0 kg (4 values)"),
+        "{out}"
+    );
+    let out = run_bounded(example("gen_scheduler"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"[task 1] main: spawning a child, a reader and a writer"),
+        "{out}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"[task 1] main: child and reader exited, all done"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[task 3] reader: got \"hello from task 4\""),
+        "{out}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("child: step")).count(),
+        3,
+        "{out}"
+    );
+}
