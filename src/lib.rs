@@ -50,6 +50,8 @@
 //! | [`time`] | async [`time::sleep`] and [`time::timeout`] |
 //! | [`async_net`] | the async face of the sockets (`futures-io` traits) |
 //! | [`generator`] | stackful generators with two-way `send`, `throw`, `close`, `yield_from` (PEP 255/342/380) |
+//! | [`sync`] | channels, `Mutex`, `RwLock`, `Condvar`, `Semaphore`, `Event`, `Barrier`, `WaitGroup`, `OnceCell`, `Select` — for fibers, tasks and threads |
+//! | `scope` | [`scope`] (fibers borrowing from the caller) and [`timeout`] (deadline scopes) |
 //! | `remote` | [`RemoteHandle`]: `call_soon_threadsafe` and spawning from other threads |
 //! | `sys` | the only raw `libc`: stacks, the stack-overflow handler, `poll(2)` |
 //!
@@ -89,7 +91,9 @@ mod reactor;
 mod remote;
 pub mod runtime;
 mod scheduler;
+mod scope;
 pub mod stack;
+pub mod sync;
 mod sys;
 pub mod task;
 pub mod time;
@@ -99,9 +103,10 @@ mod wait;
 pub use fiber::{current, sleep, sleep_until, spawn, try_current, yield_now, Builder};
 pub use remote::RemoteHandle;
 pub use runtime::{block_on, handle, run, try_handle, CallbackHandle, EventLoop, Handle};
+pub use scope::{scope, timeout, Scope, ScopedJoinHandle};
 pub use stack::DEFAULT_STACK_SIZE;
 pub use task::{Fiber, FiberId, JoinError, JoinHandle};
-pub use wait::wait;
+pub use wait::{wait, WaitError};
 
 /// The error a blocking call returns (inside an `io::Error` of kind `Other`)
 /// when its fiber is being cancelled and is already unwinding.

@@ -241,9 +241,20 @@ pub(crate) fn join_on_same_loop(
     if !Arc::ptr_eq(core.shared(), &task.shared) {
         return None;
     }
+    // Inside a timeout scope, the generic path (which sets a timer) applies.
+    if core
+        .with_current(|me| me.local(&core).deadline.get())
+        .flatten()
+        .is_some()
+    {
+        return None;
+    }
     let joiner = &task.local(&core).joiner;
     let me = core.current_key().expect("a running fiber has a task");
     while !task.is_complete() {
+        if core.with_current(TaskCell::cancel_requested) == Some(true) {
+            return Some(Err(crate::wait::WaitError::Cancelled));
+        }
         joiner.set(Some(me));
         if let Err(e) = crate::wait::park(Suspend::Park) {
             return Some(Err(e)); // cancelled while unwinding
@@ -339,6 +350,13 @@ impl Core {
         // (see above). The caller uses the waker only inside its fiber's wait.
         let arc = unsafe { Arc::from_raw(task.as_ptr().cast_const()) };
         Some(std::mem::ManuallyDrop::new(std::task::Waker::from(arc)))
+    }
+
+    /// Runs `f` with the running task, if any.
+    pub(crate) fn with_current<R>(&self, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
+        let task = self.current.get()?;
+        // SAFETY: as in `current_task`: the pointee is alive while `current` is set.
+        Some(f(unsafe { task.as_ref() }))
     }
 
     /// The fiber being run, if any.
@@ -675,6 +693,13 @@ impl Core {
                 let Body::NotStarted(closure) = mem::replace(&mut *body, Body::Done) else {
                     unreachable!("matched just above")
                 };
+                if task.cancel_requested() {
+                    // Cancelled before it ever ran: it never will.
+                    drop(body);
+                    drop(closure);
+                    let _last = self.finish(task, Err(JoinError::cancelled()));
+                    return true;
+                }
                 let coro = match self.take_idle(local.stack_size) {
                     Ok(coro) => coro,
                     Err(e) => {
@@ -749,8 +774,12 @@ impl Core {
     pub(crate) fn cancel_all(&self) {
         // Destructors may spawn or wake; a few rounds catch what they start.
         for _ in 0..8 {
-            let tasks: Vec<Arc<TaskCell>> =
+            // Newest first: a fiber's children (which may borrow from its stack
+            // in a `scope`) unwind before it does.
+            let mut tasks: Vec<Arc<TaskCell>> =
                 self.tasks.borrow().iter().map(|(_, t)| t.clone()).collect();
+            tasks.sort_by_key(|t| std::cmp::Reverse(t.id));
+
             if tasks.is_empty() {
                 break;
             }

@@ -147,9 +147,16 @@ impl<F> fmt::Debug for Timeout<F> {
     }
 }
 
-/// The error of a [`timeout`] that ran out.
+/// The error of a [`timeout`] (or of the blocking [`crate::timeout`] scope)
+/// that ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Elapsed(());
+
+impl Elapsed {
+    pub(crate) fn new() -> Elapsed {
+        Elapsed(())
+    }
+}
 
 impl fmt::Display for Elapsed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -25,16 +25,31 @@ use std::time::Instant;
 
 use crate::fiber::{self, ForcedUnwind, Resume, Suspend};
 use crate::scheduler::{self, Core};
+use crate::task::TaskCell;
 use crate::timer::{TimerAction, TimerKey};
 
-/// Why a wait ended without its result.
+/// Why a blocking call ended without its result: the deadline passed (its
+/// own timeout, or an enclosing [`timeout`](crate::timeout) scope), or the
+/// fiber was cancelled. Converts to an `io::Error` (`TimedOut`, or `Other`
+/// wrapping [`Cancelled`](crate::Cancelled)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WaitError {
+pub enum WaitError {
     /// The deadline passed.
     TimedOut,
-    /// The waiting fiber is being cancelled and is already unwinding.
+    /// The waiting fiber was cancelled.
     Cancelled,
 }
+
+impl std::fmt::Display for WaitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WaitError::TimedOut => "timed out",
+            WaitError::Cancelled => "fiber cancelled",
+        })
+    }
+}
+
+impl std::error::Error for WaitError {}
 
 impl From<WaitError> for io::Error {
     fn from(e: WaitError) -> io::Error {
@@ -110,11 +125,63 @@ pub fn wait<F: std::future::Future>(future: F) -> Result<F::Output, crate::Cance
 /// `deadline` passes.
 pub(crate) fn block_on<T>(
     deadline: Option<Instant>,
+    poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+) -> Result<T, WaitError> {
+    block_on_with(deadline, true, poll)
+}
+
+/// Like [`block_on`], but neither cancellation nor timeout scopes interrupt
+/// it; only a fiber being force-unwound (the end of its loop) gets an error.
+/// For waits that must not be abandoned, like a scope waiting for fibers that
+/// borrow from its stack.
+pub(crate) fn block_on_shielded<T>(
+    poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
+) -> Result<T, WaitError> {
+    block_on_with(None, false, poll)
+}
+
+thread_local! {
+    /// The nearest deadline of the `timeout` scopes a plain thread is in.
+    static THREAD_DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sets the calling fiber's (or plain thread's) timeout-scope deadline;
+/// returns the previous one.
+pub(crate) fn replace_scope_deadline(deadline: Option<Instant>) -> Option<Instant> {
+    if fiber::in_fiber() {
+        if let Some(previous) = scheduler::with_core(|core| {
+            core.with_current(|task| task.local(core).deadline.replace(deadline))
+        })
+        .flatten()
+        {
+            return previous;
+        }
+    }
+    THREAD_DEADLINE.with(|d| d.replace(deadline))
+}
+
+/// The nearer of two optional deadlines.
+fn nearest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn block_on_with<T>(
+    deadline: Option<Instant>,
+    interruptible: bool,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, WaitError> {
     match fiber_core() {
-        Some(core) => block_on_fiber(&core, deadline, poll),
+        Some(core) => block_on_fiber(&core, deadline, interruptible, poll),
         None => {
+            let scope = if interruptible {
+                THREAD_DEADLINE.with(std::cell::Cell::get)
+            } else {
+                None
+            };
+            let deadline = nearest(deadline, scope);
             let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
             let mut cx = Context::from_waker(&waker);
             loop {
@@ -139,17 +206,33 @@ pub(crate) fn block_on<T>(
 fn block_on_fiber<T>(
     core: &Core,
     deadline: Option<Instant>,
+    interruptible: bool,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, WaitError> {
     let waker = core.current_waker().expect("a running fiber has a task");
     let mut cx = Context::from_waker(&waker);
-    let _timer = deadline.map(|deadline| TimerGuard::new(core, deadline, &waker));
+    // The nearest of the call's own deadline and the fiber's timeout scopes.
+    let scope = if interruptible {
+        core.with_current(|t| t.local(core).deadline.get())
+            .flatten()
+    } else {
+        None
+    };
+    let deadline = nearest(deadline, scope);
+    let mut timer = None;
     loop {
         if let Poll::Ready(value) = poll(&mut cx) {
             return Ok(value);
         }
-        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            return Err(WaitError::TimedOut);
+        if interruptible && core.with_current(TaskCell::cancel_requested) == Some(true) {
+            return Err(WaitError::Cancelled);
+        }
+        if let Some(deadline) = deadline {
+            if Instant::now() >= deadline {
+                return Err(WaitError::TimedOut);
+            }
+            // Set the timer only once we know we must wait.
+            timer.get_or_insert_with(|| TimerGuard::new(core, deadline, &waker));
         }
         park(Suspend::Park)?;
     }

@@ -145,7 +145,7 @@ fn hitting_vm_max_map_count_names_the_limit() {
     let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok());
-    if !max.is_some_and(|m| m <= 70_000) {
+    if max.is_none_or(|m| m > 70_000) {
         println!(
             "vm.max_map_count is not the default here; the child would take too long, skipped"
         );

@@ -92,6 +92,8 @@ pub(crate) struct Local {
     /// A fiber of this same loop waiting in `join`, by table key and id: woken
     /// directly on completion, without the thread-safe `join` slot.
     pub(crate) joiner: Cell<Option<(usize, u64)>>,
+    /// The nearest deadline of the `fiberloop::timeout` scopes the fiber is in.
+    pub(crate) deadline: Cell<Option<std::time::Instant>>,
 }
 
 /// The life of a task's body: for a fiber, a closure (no stack yet), then a
@@ -136,6 +138,7 @@ impl TaskCell {
             local: Local {
                 queued: Cell::new(false),
                 joiner: Cell::new(None),
+                deadline: Cell::new(None),
                 key: Cell::new(usize::MAX),
                 stack_size,
                 body: RefCell::new(body),
@@ -308,6 +311,19 @@ impl<T: 'static> JoinHandle<T> {
         self.task().is_complete()
     }
 
+    /// Cancels the fiber, cooperatively: its blocking call (now, or the next
+    /// one that would block) returns a cancelled error — `WaitError::Cancelled`,
+    /// an `io::Error` wrapping [`Cancelled`](crate::Cancelled), a channel's
+    /// `Cancelled` variant — so it unwinds through ordinary `?` and runs its
+    /// destructors, holding no lock it was waiting for. A fiber that has not
+    /// started never runs. A fiber that ignores the errors and keeps going is
+    /// not stopped: cancellation is a request.
+    ///
+    /// Joining a cancelled fiber returns whatever it returned (often the error).
+    pub fn cancel(&self) {
+        self.task().request_cancel();
+    }
+
     /// The fiber this handle joins.
     pub fn fiber(&self) -> Fiber {
         Fiber {
@@ -385,6 +401,13 @@ impl Fiber {
     /// The name given with [`Builder::name`](crate::Builder::name), if any.
     pub fn name(&self) -> Option<&str> {
         self.task.name.as_deref()
+    }
+
+    /// True once the fiber has been asked to cancel
+    /// ([`JoinHandle::cancel`]): a long computation that never blocks can
+    /// check this to stop early.
+    pub fn is_cancelled(&self) -> bool {
+        self.task.cancel_requested()
     }
 }
 
