@@ -1,7 +1,6 @@
 //! Channels: semantics, a model-based property test, and a million messages
 //! between a fiber and a plain thread.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use fiberloop::sync::{self, RecvError, SendError, TryRecvError, TrySendError};
