@@ -217,6 +217,14 @@ pub(crate) fn leave_fiber() -> impl Drop {
     Restore(current)
 }
 
+/// True if the running fiber has been asked to cancel.
+pub(crate) fn current_cancelled() -> bool {
+    in_fiber()
+        && scheduler::with_core(|core| core.with_current(crate::task::TaskCell::cancel_requested))
+            .flatten()
+            .unwrap_or(false)
+}
+
 /// True when called from inside a fiber.
 #[inline]
 pub(crate) fn in_fiber() -> bool {

@@ -190,8 +190,19 @@ impl<'scope> Scope<'scope, '_> {
     fn wait_all(&self) {
         let spawned = self.spawned.borrow().clone();
         let mut passed_on = false;
+        let mut pass_on = || {
+            if !passed_on {
+                passed_on = true;
+                spawned.iter().for_each(TaskCell::request_cancel);
+            }
+        };
         loop {
+            // Shielded: the children may borrow from this stack, so the wait
+            // cannot be abandoned; a cancellation is passed on instead.
             let done = wait::block_on_shielded(|cx| {
+                if crate::fiber::current_cancelled() {
+                    pass_on();
+                }
                 for task in &spawned {
                     if task.poll_complete(cx).is_pending() {
                         return Poll::Pending;
@@ -199,14 +210,12 @@ impl<'scope> Scope<'scope, '_> {
                 }
                 Poll::Ready(())
             });
-            if done.is_ok() {
-                return;
-            }
-            // Force-unwound with children still running: ask them to stop,
-            // and keep waiting (the loop unwinds them before us).
-            if !passed_on {
-                passed_on = true;
-                spawned.iter().for_each(TaskCell::request_cancel);
+            match done {
+                Ok(()) => return,
+                // Force-unwound with children still running (the loop is
+                // closing): ask them to stop and keep waiting; the loop
+                // unwinds them before us.
+                Err(_) => pass_on(),
             }
         }
     }

@@ -199,7 +199,10 @@ impl TaskCell {
             // Nobody will join: drop the output here, on the owner thread.
             // SAFETY: the handle is gone (DETACHED), so we are the only party.
             drop(unsafe { (*self.output.get()).take() });
-        } else if previous & JOIN_WAKER != 0 {
+        }
+        // Whoever waits for completion (a joiner, or a scope holding no
+        // handle) is woken either way.
+        if previous & JOIN_WAKER != 0 {
             self.join.wake();
         }
     }
