@@ -193,6 +193,12 @@ impl<T> Sender<T> {
         value: T,
         deadline: Option<std::time::Instant>,
     ) -> Result<(), SendError<T>> {
+        // Most sends find room: skip the waiting machinery then.
+        let value = match self.try_send(value) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(value)) => return Err(SendError::Disconnected(value)),
+            Err(TrySendError::Full(value)) => value,
+        };
         let mut op = SendOp {
             chan: &self.chan,
             value: Some(value),
@@ -275,6 +281,11 @@ impl<T> Receiver<T> {
     }
 
     fn recv_until(&self, deadline: Option<std::time::Instant>) -> Result<T, RecvError> {
+        match self.try_recv() {
+            Ok(value) => return Ok(value),
+            Err(TryRecvError::Disconnected) => return Err(RecvError::Disconnected),
+            Err(TryRecvError::Empty) => {}
+        }
         let mut op = RecvOp {
             chan: &self.chan,
             reg: None,

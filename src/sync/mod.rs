@@ -42,85 +42,160 @@ pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use select::{join_all, select_first, Select};
 pub use semaphore::{Semaphore, SemaphorePermit};
 
-use std::collections::VecDeque;
 use std::sync::{MutexGuard as StdGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::wait;
 
-/// Waiters of one kind, in arrival order. A waiter registers with an id kept
-/// by its operation, so polling again updates its entry instead of adding one,
-/// and giving up removes it.
+/// Waiters of one kind, in arrival order: a doubly-linked list in a slab, so
+/// adding, refreshing and removing a waiter are O(1) however many wait (a
+/// thousand senders on one full channel is a normal fan-in).
+///
+/// A waiter's id is its slot plus the slot's generation, so the id of a waiter
+/// that was woken (and whose slot was reused since) never names another.
 #[derive(Debug, Default)]
 pub(crate) struct WaitQueue {
-    waiters: VecDeque<(u64, Waker)>,
-    next_id: u64,
+    nodes: slab::Slab<Node>,
+    head: Option<usize>,
+    tail: Option<usize>,
+    generation: u32,
+}
+
+#[derive(Debug)]
+struct Node {
+    waker: Waker,
+    generation: u32,
+    prev: Option<usize>,
+    next: Option<usize>,
+}
+
+fn pack(slot: usize, generation: u32) -> u64 {
+    ((generation as u64) << 32) | slot as u64
+}
+
+fn unpack(id: u64) -> (usize, u32) {
+    ((id & u64::from(u32::MAX)) as usize, (id >> 32) as u32)
 }
 
 impl WaitQueue {
+    /// The slot of a waiter that is still queued.
+    fn find(&self, id: Option<u64>) -> Option<usize> {
+        let (slot, generation) = unpack(id?);
+        self.nodes
+            .get(slot)
+            .filter(|n| n.generation == generation)
+            .map(|_| slot)
+    }
+
     /// Adds the waiter, or refreshes its waker if it is queued already.
     pub(crate) fn register(&mut self, id: &mut Option<u64>, waker: &Waker) {
-        if let Some(current) = *id {
-            if let Some((_, w)) = self.waiters.iter_mut().find(|(i, _)| *i == current) {
-                if !w.will_wake(waker) {
-                    *w = waker.clone();
-                }
-                return;
-            }
+        if self.refresh(*id, waker) {
+            return;
         }
-        self.next_id += 1;
-        self.waiters.push_back((self.next_id, waker.clone()));
-        *id = Some(self.next_id);
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        let slot = self.nodes.insert(Node {
+            waker: waker.clone(),
+            generation,
+            prev: self.tail,
+            next: None,
+        });
+        match self.tail {
+            Some(tail) => self.nodes[tail].next = Some(slot),
+            None => self.head = Some(slot),
+        }
+        self.tail = Some(slot);
+        *id = Some(pack(slot, generation));
     }
 
     /// Refreshes a queued waiter's waker; false if it is no longer queued
     /// (a notifier took it out).
     pub(crate) fn refresh(&mut self, id: Option<u64>, waker: &Waker) -> bool {
-        let Some(id) = id else { return false };
-        match self.waiters.iter_mut().find(|(i, _)| *i == id) {
-            Some((_, w)) => {
-                if !w.will_wake(waker) {
-                    *w = waker.clone();
-                }
-                true
-            }
-            None => false,
+        let Some(slot) = self.find(id) else {
+            return false;
+        };
+        let node = &mut self.nodes[slot];
+        if !node.waker.will_wake(waker) {
+            node.waker = waker.clone();
         }
+        true
     }
 
     /// Removes a waiter that gave up or was served; true if it was queued.
     pub(crate) fn remove(&mut self, id: &mut Option<u64>) -> bool {
-        let Some(current) = id.take() else {
-            return false;
-        };
-        match self.waiters.iter().position(|(i, _)| *i == current) {
-            Some(index) => {
-                self.waiters.remove(index);
+        let found = self.find(*id);
+        *id = None;
+        match found {
+            Some(slot) => {
+                self.unlink(slot);
                 true
             }
             None => false,
         }
     }
 
+    fn unlink(&mut self, slot: usize) -> Waker {
+        let node = self.nodes.remove(slot);
+        match node.prev {
+            Some(prev) => self.nodes[prev].next = node.next,
+            None => self.head = node.next,
+        }
+        match node.next {
+            Some(next) => self.nodes[next].prev = node.prev,
+            None => self.tail = node.prev,
+        }
+        node.waker
+    }
+
     /// Takes the longest-waiting waiter (to wake it after unlocking).
     pub(crate) fn pop(&mut self) -> Option<(u64, Waker)> {
-        self.waiters.pop_front()
+        let slot = self.head?;
+        let id = pack(slot, self.nodes[slot].generation);
+        Some((id, self.unlink(slot)))
     }
 
     /// Takes every waiter's waker.
     pub(crate) fn take_all(&mut self) -> Vec<Waker> {
-        self.waiters.drain(..).map(|(_, w)| w).collect()
+        std::iter::from_fn(|| self.pop().map(|(_, w)| w)).collect()
     }
 
     /// Number of queued waiters.
     pub(crate) fn len(&self) -> usize {
-        self.waiters.len()
+        self.nodes.len()
     }
 
     /// True if no one waits.
     pub(crate) fn is_empty(&self) -> bool {
-        self.waiters.is_empty()
+        self.nodes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_removal_and_stale_ids() {
+        let mut q = WaitQueue::default();
+        let waker = Waker::noop();
+        let (mut a, mut b, mut c) = (None, None, None);
+        q.register(&mut a, waker);
+        q.register(&mut b, waker);
+        q.register(&mut c, waker);
+        q.register(&mut b, waker); // refresh: no new entry
+        assert_eq!(q.len(), 3);
+        assert!(q.remove(&mut b.clone()));
+        let popped = q.pop().unwrap().0;
+        assert_eq!(Some(popped), a, "FIFO");
+        // `a` was popped; its slot may be reused, but its id names nothing.
+        let mut d = None;
+        q.register(&mut d, waker);
+        assert!(!q.remove(&mut a.clone()), "a stale id removes nothing");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop().unwrap().0, c.unwrap());
+        assert_eq!(q.pop().unwrap().0, d.unwrap());
+        assert!(q.is_empty() && q.pop().is_none());
     }
 }
 
