@@ -171,34 +171,6 @@ impl WaitQueue {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fifo_removal_and_stale_ids() {
-        let mut q = WaitQueue::default();
-        let waker = Waker::noop();
-        let (mut a, mut b, mut c) = (None, None, None);
-        q.register(&mut a, waker);
-        q.register(&mut b, waker);
-        q.register(&mut c, waker);
-        q.register(&mut b, waker); // refresh: no new entry
-        assert_eq!(q.len(), 3);
-        assert!(q.remove(&mut b.clone()));
-        let popped = q.pop().unwrap().0;
-        assert_eq!(Some(popped), a, "FIFO");
-        // `a` was popped; its slot may be reused, but its id names nothing.
-        let mut d = None;
-        q.register(&mut d, waker);
-        assert!(!q.remove(&mut a.clone()), "a stale id removes nothing");
-        assert_eq!(q.len(), 2);
-        assert_eq!(q.pop().unwrap().0, c.unwrap());
-        assert_eq!(q.pop().unwrap().0, d.unwrap());
-        assert!(q.is_empty() && q.pop().is_none());
-    }
-}
-
 /// Locks a primitive's state. A panic while it was held cannot leave it
 /// inconsistent (every critical section is a few assignments), so poisoning is
 /// ignored.
@@ -229,4 +201,32 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     Instant::now()
         .checked_add(timeout)
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_removal_and_stale_ids() {
+        let mut q = WaitQueue::default();
+        let waker = Waker::noop();
+        let (mut a, mut b, mut c) = (None, None, None);
+        q.register(&mut a, waker);
+        q.register(&mut b, waker);
+        q.register(&mut c, waker);
+        q.register(&mut b, waker); // refresh: no new entry
+        assert_eq!(q.len(), 3);
+        assert!(q.remove(&mut b.clone()));
+        let popped = q.pop().unwrap().0;
+        assert_eq!(Some(popped), a, "FIFO");
+        // `a` was popped; its slot may be reused, but its id names nothing.
+        let mut d = None;
+        q.register(&mut d, waker);
+        assert!(!q.remove(&mut a.clone()), "a stale id removes nothing");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop().unwrap().0, c.unwrap());
+        assert_eq!(q.pop().unwrap().0, d.unwrap());
+        assert!(q.is_empty() && q.pop().is_none());
+    }
 }
