@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the fiber core, with tokio current_thread in the same
-//! harness for the workloads both can run (a grid: variant × workload).
+//! harness for the workloads both can run (a grid: variant × workload). The
+//! spawn + join group also has the async-task variant of the same loop.
 //!
 //! Run: `cargo bench --bench core` (or add a filter, e.g. `-- spawn_join`).
 //!
@@ -83,6 +84,17 @@ fn spawn_join(c: &mut Criterion) {
     let mut group = c.benchmark_group("spawn_join");
     group.bench_function("fiberloop", |b| {
         b.iter_custom(|iters| in_fiber(iters, || fiberloop::spawn(|| ()).join().unwrap()))
+    });
+    group.bench_function("fiberloop_async", |b| {
+        b.iter_custom(|iters| {
+            fiberloop::block_on(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    fiberloop::task::spawn(async {}).await.unwrap();
+                }
+                start.elapsed()
+            })
+        })
     });
     group.bench_function("tokio_current_thread", |b| {
         let rt = tokio_rt();

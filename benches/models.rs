@@ -1,7 +1,8 @@
 //! The two models side by side, with tokio current_thread in the same harness:
-//! a grid of {fiberloop fiber, fiberloop async, tokio} × {spawn+join, ping-pong}.
+//! {fiberloop fiber, fiberloop async, tokio} ping-ponging through a waker.
+//! (Spawn + join of all three is in `benches/core.rs`.)
 //!
-//! Run: `cargo bench --bench models` (or `-- ping_pong`).
+//! Run: `cargo bench --bench models`.
 //!
 //! Ping-pong uses one runtime-agnostic primitive for every model (`Baton`, a
 //! turn flag plus a waker per side), so the only thing that differs between the
@@ -49,45 +50,6 @@ fn tokio_rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn spawn_join(c: &mut Criterion) {
-    let mut group = c.benchmark_group("models_spawn_join");
-    group.bench_function("fiberloop_fiber", |b| {
-        b.iter_custom(|iters| {
-            fiberloop::run(move || {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    fiberloop::spawn(|| ()).join().unwrap();
-                }
-                start.elapsed()
-            })
-        })
-    });
-    group.bench_function("fiberloop_async", |b| {
-        b.iter_custom(|iters| {
-            fiberloop::block_on(async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    fiberloop::task::spawn(async {}).await.unwrap();
-                }
-                start.elapsed()
-            })
-        })
-    });
-    group.bench_function("tokio_current_thread", |b| {
-        let rt = tokio_rt();
-        b.iter_custom(|iters| {
-            rt.block_on(async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    tokio::spawn(async {}).await.unwrap();
-                }
-                start.elapsed()
-            })
-        })
-    });
-    group.finish();
 }
 
 fn ping_pong(c: &mut Criterion) {
@@ -166,6 +128,6 @@ fn ping_pong(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = spawn_join, ping_pong
+    targets = ping_pong
 }
 criterion_main!(benches);

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
@@ -25,12 +25,7 @@ struct Slot<T> {
 impl<T> Slot<T> {
     fn poll_take(&self, cx: &mut Context<'_>) -> Poll<T> {
         self.waker.register(cx.waker());
-        match self
-            .value
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
+        match crate::sync::lock(&self.value).take() {
             Some(value) => Poll::Ready(value),
             None => Poll::Pending,
         }
@@ -52,7 +47,7 @@ where
         .name("fiberloop-blocking".into())
         .spawn(move || {
             let value = f();
-            *theirs.value.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
+            *crate::sync::lock(&theirs.value) = Some(value);
             theirs.waker.wake();
         })?;
     Ok(slot)

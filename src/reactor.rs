@@ -164,7 +164,7 @@ impl ScheduledIo {
 
     fn waiters(&self) -> MutexGuard<'_, [Option<Waker>; 2]> {
         // A waker that panicked while we held the lock leaves valid data behind.
-        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::sync::lock(&self.waiters)
     }
 
     fn ready(&self, read: bool, write: bool, woken: &mut Vec<Waker>) {
@@ -333,10 +333,7 @@ impl<T: AsRawFd> Source<T> {
         core: &Core,
         f: impl FnOnce(&ScheduledIo) -> R,
     ) -> io::Result<R> {
-        let mut registration = self
-            .registration
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut registration = crate::sync::lock(&self.registration);
         match &*registration {
             Some(current) if Arc::ptr_eq(&current.shared, core.shared()) => {}
             _ => {

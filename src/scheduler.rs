@@ -33,7 +33,7 @@ use std::mem;
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corosensei::CoroutineResult;
@@ -99,7 +99,7 @@ impl Shared {
     /// closed.
     pub(crate) fn send(&self, job: RemoteJob) -> Result<(), RemoteJob> {
         {
-            let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut inbox = crate::sync::lock(&self.inbox);
             if !inbox.open {
                 return Err(job);
             }
@@ -118,6 +118,15 @@ impl Shared {
         if self.sleeping.load(Ordering::Relaxed) {
             let _ = self.poller.wake();
         }
+    }
+
+    /// Takes the jobs handed in so far; with `close`, refuses later ones.
+    fn take_inbox(&self, close: bool) -> Vec<RemoteJob> {
+        let mut inbox = crate::sync::lock(&self.inbox);
+        if close {
+            inbox.open = false;
+        }
+        mem::take(&mut inbox.jobs)
     }
 
     fn has_remote_work(&self) -> bool {
@@ -584,15 +593,7 @@ impl Core {
         if !self.shared.inbox_ready.swap(false, Ordering::AcqRel) {
             return;
         }
-        let jobs = {
-            let mut inbox = self
-                .shared
-                .inbox
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            mem::take(&mut inbox.jobs)
-        };
-        for job in jobs {
+        for job in self.shared.take_inbox(false) {
             self.take_job(job);
         }
     }
@@ -617,15 +618,7 @@ impl Core {
     /// in are adopted (so that closing cancels them and their joiners wake);
     /// callbacks are dropped, as asyncio drops them on close.
     pub(crate) fn close_inbox(&self) {
-        let jobs = {
-            let mut inbox = self
-                .shared
-                .inbox
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            inbox.open = false;
-            mem::take(&mut inbox.jobs)
-        };
+        let jobs = self.shared.take_inbox(true);
         for job in jobs {
             if let RemoteJob::Adopt(_) = job {
                 self.take_job(job);
