@@ -32,11 +32,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use super::{block, deadline_after, lock, wake_all, Op, WaitQueue};
+use super::{block, deadline_after, wake_all, Op, SpinLock, WaitQueue};
 use crate::wait::WaitError;
 
 /// A channel that holds at most `capacity` messages; `send` blocks while it is
@@ -52,7 +52,7 @@ pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
 
 fn channel<T>(capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
-        state: StdMutex::new(State {
+        state: SpinLock::new(State {
             buf: VecDeque::with_capacity(capacity.unwrap_or(0).min(1024)),
             capacity,
             senders: 1,
@@ -65,7 +65,8 @@ fn channel<T>(capacity: Option<usize>) -> (Sender<T>, Receiver<T>) {
 }
 
 struct Chan<T> {
-    state: StdMutex<State<T>>,
+    /// Held for a few instructions at a time, never across a wait or a wake.
+    state: SpinLock<State<T>>,
 }
 
 struct State<T> {
@@ -216,7 +217,7 @@ impl<T> Sender<T> {
     /// [`TrySendError::Full`] if there is no room, `Disconnected` if every
     /// receiver is gone; the message comes back.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        let mut state = lock(&self.chan.state);
+        let mut state = self.chan.state.lock();
         if state.receivers == 0 {
             return Err(TrySendError::Disconnected(value));
         }
@@ -243,7 +244,7 @@ impl<T> Sender<T> {
 
     /// Messages buffered now.
     pub fn len(&self) -> usize {
-        lock(&self.chan.state).buf.len()
+        self.chan.state.lock().buf.len()
     }
 
     /// True if no message is buffered.
@@ -253,12 +254,12 @@ impl<T> Sender<T> {
 
     /// The capacity (`None` when unbounded).
     pub fn capacity(&self) -> Option<usize> {
-        lock(&self.chan.state).capacity
+        self.chan.state.lock().capacity
     }
 
     /// True once every receiver is gone.
     pub fn is_disconnected(&self) -> bool {
-        lock(&self.chan.state).receivers == 0
+        self.chan.state.lock().receivers == 0
     }
 }
 
@@ -298,7 +299,7 @@ impl<T> Receiver<T> {
     /// # Errors
     /// [`TryRecvError::Empty`] or, once disconnected and drained, `Disconnected`.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        let mut state = lock(&self.chan.state);
+        let mut state = self.chan.state.lock();
         match state.buf.pop_front() {
             Some(value) => {
                 let sender = state.send_q.pop();
@@ -334,7 +335,7 @@ impl<T> Receiver<T> {
 
     /// Messages buffered now.
     pub fn len(&self) -> usize {
-        lock(&self.chan.state).buf.len()
+        self.chan.state.lock().buf.len()
     }
 
     /// True if no message is buffered.
@@ -344,7 +345,7 @@ impl<T> Receiver<T> {
 
     /// True once every sender is gone.
     pub fn is_disconnected(&self) -> bool {
-        lock(&self.chan.state).senders == 0
+        self.chan.state.lock().senders == 0
     }
 
     pub(crate) fn recv_op(&self) -> RecvOp<'_, T> {
@@ -399,7 +400,7 @@ fn wake(waiter: Option<(u64, Waker)>) {
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Sender<T> {
-        lock(&self.chan.state).senders += 1;
+        self.chan.state.lock().senders += 1;
         Sender {
             chan: self.chan.clone(),
         }
@@ -408,7 +409,7 @@ impl<T> Clone for Sender<T> {
 
 impl<T> Clone for Receiver<T> {
     fn clone(&self) -> Receiver<T> {
-        lock(&self.chan.state).receivers += 1;
+        self.chan.state.lock().receivers += 1;
         Receiver {
             chan: self.chan.clone(),
         }
@@ -417,7 +418,7 @@ impl<T> Clone for Receiver<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let mut state = lock(&self.chan.state);
+        let mut state = self.chan.state.lock();
         state.senders -= 1;
         let receivers = if state.senders == 0 {
             state.recv_q.take_all()
@@ -431,7 +432,7 @@ impl<T> Drop for Sender<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let mut state = lock(&self.chan.state);
+        let mut state = self.chan.state.lock();
         state.receivers -= 1;
         let (senders, dropped) = if state.receivers == 0 {
             (state.send_q.take_all(), std::mem::take(&mut state.buf))
@@ -455,7 +456,7 @@ impl<T> Op for RecvOp<'_, T> {
     type Output = Result<T, RecvError>;
 
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, RecvError>> {
-        let mut state = lock(&self.chan.state);
+        let mut state = self.chan.state.lock();
         if let Some(value) = state.buf.pop_front() {
             state.recv_q.remove(&mut self.reg);
             let sender = state.send_q.pop(); // room freed
@@ -485,7 +486,7 @@ impl<T> Drop for RecvOp<'_, T> {
         if self.reg.is_none() {
             return;
         }
-        let mut state = lock(&self.chan.state);
+        let mut state = self.chan.state.lock();
         let was_queued = state.recv_q.remove(&mut self.reg);
         // Woken for a message we will not take: pass the turn on.
         let next = if !was_queued && !state.buf.is_empty() {
@@ -510,7 +511,7 @@ impl<T> Op for SendOp<'_, T> {
     type Output = Result<(), SendError<T>>;
 
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T>>> {
-        let mut state = lock(&self.chan.state);
+        let mut state = self.chan.state.lock();
         if state.receivers == 0 {
             state.send_q.remove(&mut self.reg);
             let value = self
@@ -541,7 +542,7 @@ impl<T> Drop for SendOp<'_, T> {
         if self.reg.is_none() {
             return;
         }
-        let mut state = lock(&self.chan.state);
+        let mut state = self.chan.state.lock();
         let was_queued = state.send_q.remove(&mut self.reg);
         // Woken for room we will not use: pass the turn on.
         let next = if !was_queued && state.has_room() {
