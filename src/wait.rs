@@ -123,6 +123,7 @@ pub fn wait<F: std::future::Future>(future: F) -> Result<F::Output, crate::Cance
 
 /// Polls `poll` until it is ready, parking the caller in between, or until
 /// `deadline` passes.
+#[inline]
 pub(crate) fn block_on<T>(
     deadline: Option<Instant>,
     poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
@@ -168,6 +169,7 @@ fn nearest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+#[inline]
 fn block_on_with<T>(
     deadline: Option<Instant>,
     interruptible: bool,
@@ -203,6 +205,7 @@ fn block_on_with<T>(
     }
 }
 
+#[inline]
 fn block_on_fiber<T>(
     core: &Core,
     deadline: Option<Instant>,

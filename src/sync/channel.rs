@@ -177,6 +177,7 @@ impl<T> Sender<T> {
     /// # Errors
     /// [`SendError`], with the message, if every receiver is gone, the fiber
     /// is cancelled, or an enclosing [`timeout`](crate::timeout) expires.
+    #[inline]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.send_until(value, None)
     }
@@ -189,6 +190,7 @@ impl<T> Sender<T> {
         self.send_until(value, Some(deadline_after(timeout)))
     }
 
+    #[inline]
     fn send_until(
         &self,
         value: T,
@@ -269,6 +271,7 @@ impl<T> Receiver<T> {
     /// # Errors
     /// [`RecvError::Disconnected`] once every sender is gone and the buffer is
     /// drained; `Cancelled`/`TimedOut` as every blocking call.
+    #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
         self.recv_until(None)
     }
@@ -281,12 +284,8 @@ impl<T> Receiver<T> {
         self.recv_until(Some(deadline_after(timeout)))
     }
 
+    #[inline]
     fn recv_until(&self, deadline: Option<std::time::Instant>) -> Result<T, RecvError> {
-        match self.try_recv() {
-            Ok(value) => return Ok(value),
-            Err(TryRecvError::Disconnected) => return Err(RecvError::Disconnected),
-            Err(TryRecvError::Empty) => {}
-        }
         let mut op = RecvOp {
             chan: &self.chan,
             reg: None,

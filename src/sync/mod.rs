@@ -225,6 +225,7 @@ pub(crate) trait Op {
 }
 
 /// Runs `op` to completion, blocking the fiber (or thread), until `deadline`.
+#[inline]
 pub(crate) fn block<O: Op>(op: &mut O, deadline: Option<Instant>) -> Result<O::Output, WaitError> {
     wait::block_on(deadline, |cx| op.poll_op(cx))
 }
