@@ -364,12 +364,7 @@ pub fn sleep(duration: Duration) {
 }
 
 fn sleep_for(duration: Duration) {
-    match Instant::now().checked_add(duration) {
-        Some(deadline) => sleep_until(deadline),
-        None => {
-            let _ = wait::block_on(None, |_| std::task::Poll::<()>::Pending);
-        }
-    }
+    sleep_until(crate::time::deadline_after(duration));
 }
 
 /// Blocks the calling fiber until `deadline` (the thread, outside a fiber).

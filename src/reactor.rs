@@ -36,7 +36,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::unix::SourceFd;
 use mio::{Events, Token};
@@ -275,7 +275,7 @@ impl<T: AsRawFd> Source<T> {
             }
         }
         // Read the clock only now that we know we must wait.
-        let deadline = timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future));
+        let deadline = timeout.map(crate::time::deadline_after);
         if wait::fiber_core().is_none() {
             // A plain thread: behave like std's blocking sockets.
             loop {
@@ -363,10 +363,6 @@ impl<T: AsRawFd + std::fmt::Debug> std::fmt::Debug for Source<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.io.fmt(f)
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// Frees the reactor slots of sources dropped since the last call.

@@ -230,7 +230,7 @@ impl Handle {
 
     /// Runs `f` once `delay` has passed.
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> CallbackHandle {
-        let when = Instant::now().checked_add(delay).unwrap_or_else(far_future);
+        let when = crate::time::deadline_after(delay);
         self.call_at(when, f)
     }
 
@@ -292,10 +292,6 @@ impl fmt::Debug for Handle {
             .field("running", &self.core.is_running())
             .finish()
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// A scheduled callback, returned by `call_soon`, `call_later` and `call_at`.

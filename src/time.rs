@@ -19,11 +19,7 @@ use crate::timer::{TimerAction, TimerKey};
 /// # Panics
 /// When polled on a thread without a fiberloop event loop.
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(
-        Instant::now()
-            .checked_add(duration)
-            .unwrap_or_else(far_future),
-    )
+    sleep_until(deadline_after(duration))
 }
 
 /// Waits until `deadline`.
@@ -34,8 +30,12 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     }
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+/// `Instant::now() + duration`, saturating about a century ahead (an
+/// "infinite" timeout still makes a valid deadline).
+pub(crate) fn deadline_after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// The future of [`sleep`] and [`sleep_until`].

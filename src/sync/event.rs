@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::{block, deadline_after, lock, wake_all, Op, WaitQueue};
+use super::{block, deadline_after, lock, wake_all, Op, Until, WaitQueue};
 use crate::wait::WaitError;
 
 /// A flag that fibers and tasks can wait for: `set` wakes every waiter, and
@@ -60,18 +60,16 @@ impl Event {
         lock(&self.state).set
     }
 
+    fn until(&self) -> Until<'_, EventState> {
+        Until::new(&self.state, |s| s.set, |s| &mut s.waiters)
+    }
+
     /// Blocks until the flag is set.
     ///
     /// # Errors
     /// [`WaitError`] if the fiber is cancelled or a timeout scope expires.
     pub fn wait(&self) -> Result<(), WaitError> {
-        block(
-            &mut EventOp {
-                event: self,
-                reg: None,
-            },
-            None,
-        )
+        block(&mut self.until(), None)
     }
 
     /// Blocks until the flag is set or `timeout` passes (`TimedOut`).
@@ -79,49 +77,13 @@ impl Event {
     /// # Errors
     /// See [`wait`](Self::wait).
     pub fn wait_timeout(&self, timeout: Duration) -> Result<(), WaitError> {
-        block(
-            &mut EventOp {
-                event: self,
-                reg: None,
-            },
-            Some(deadline_after(timeout)),
-        )
+        block(&mut self.until(), Some(deadline_after(timeout)))
     }
 
     /// The async face of [`wait`](Self::wait).
     pub async fn wait_async(&self) {
-        let mut op = EventOp {
-            event: self,
-            reg: None,
-        };
+        let mut op = self.until();
         std::future::poll_fn(|cx| op.poll_op(cx)).await
-    }
-}
-
-struct EventOp<'a> {
-    event: &'a Event,
-    reg: Option<u64>,
-}
-
-impl Op for EventOp<'_> {
-    type Output = ();
-
-    fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = lock(&self.event.state);
-        if state.set {
-            state.waiters.remove(&mut self.reg);
-            return Poll::Ready(());
-        }
-        state.waiters.register(&mut self.reg, cx.waker());
-        Poll::Pending
-    }
-}
-
-impl Drop for EventOp<'_> {
-    fn drop(&mut self) {
-        if self.reg.is_some() {
-            lock(&self.event.state).waiters.remove(&mut self.reg);
-        }
     }
 }
 
@@ -316,54 +278,22 @@ impl WaitGroup {
         lock(&self.inner).count
     }
 
+    fn until(&self) -> Until<'_, GroupState> {
+        Until::new(&self.inner, |s| s.count == 0, |s| &mut s.waiters)
+    }
+
     /// Blocks until the count is zero.
     ///
     /// # Errors
     /// [`WaitError`] if the fiber is cancelled or a timeout scope expires.
     pub fn wait(&self) -> Result<(), WaitError> {
-        block(
-            &mut GroupOp {
-                group: self,
-                reg: None,
-            },
-            None,
-        )
+        block(&mut self.until(), None)
     }
 
     /// The async face of [`wait`](Self::wait).
     pub async fn wait_async(&self) {
-        let mut op = GroupOp {
-            group: self,
-            reg: None,
-        };
+        let mut op = self.until();
         std::future::poll_fn(|cx| op.poll_op(cx)).await
-    }
-}
-
-struct GroupOp<'a> {
-    group: &'a WaitGroup,
-    reg: Option<u64>,
-}
-
-impl Op for GroupOp<'_> {
-    type Output = ();
-
-    fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = lock(&self.group.inner);
-        if state.count == 0 {
-            state.waiters.remove(&mut self.reg);
-            return Poll::Ready(());
-        }
-        state.waiters.register(&mut self.reg, cx.waker());
-        Poll::Pending
-    }
-}
-
-impl Drop for GroupOp<'_> {
-    fn drop(&mut self) {
-        if self.reg.is_some() {
-            lock(&self.group.inner).waiters.remove(&mut self.reg);
-        }
     }
 }
 

@@ -45,7 +45,7 @@ pub use semaphore::{Semaphore, SemaphorePermit};
 use std::collections::VecDeque;
 use std::sync::{MutexGuard as StdGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::wait;
 
@@ -224,18 +224,60 @@ pub(crate) trait Op {
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<Self::Output>;
 }
 
+/// Waiting until `ready` holds for a primitive's state (an event set, a count
+/// at zero, an initialization over): the one operation behind `Event::wait`,
+/// `WaitGroup::wait` and `OnceCell`'s wait for another initializer.
+pub(crate) struct Until<'a, S> {
+    state: &'a std::sync::Mutex<S>,
+    ready: fn(&S) -> bool,
+    waiters: fn(&mut S) -> &mut WaitQueue,
+    reg: Option<u64>,
+}
+
+impl<'a, S> Until<'a, S> {
+    pub(crate) fn new(
+        state: &'a std::sync::Mutex<S>,
+        ready: fn(&S) -> bool,
+        waiters: fn(&mut S) -> &mut WaitQueue,
+    ) -> Until<'a, S> {
+        Until {
+            state,
+            ready,
+            waiters,
+            reg: None,
+        }
+    }
+}
+
+impl<S> Op for Until<'_, S> {
+    type Output = ();
+
+    fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = lock(self.state);
+        if (self.ready)(&state) {
+            (self.waiters)(&mut state).remove(&mut self.reg);
+            return Poll::Ready(());
+        }
+        (self.waiters)(&mut state).register(&mut self.reg, cx.waker());
+        Poll::Pending
+    }
+}
+
+impl<S> Drop for Until<'_, S> {
+    fn drop(&mut self) {
+        if self.reg.is_some() {
+            (self.waiters)(&mut lock(self.state)).remove(&mut self.reg);
+        }
+    }
+}
+
 /// Runs `op` to completion, blocking the fiber (or thread), until `deadline`.
 #[inline]
 pub(crate) fn block<O: Op>(op: &mut O, deadline: Option<Instant>) -> Result<O::Output, WaitError> {
     wait::block_on(deadline, |cx| op.poll_op(cx))
 }
 
-/// `Instant::now() + timeout`, saturating far in the future.
-pub(crate) fn deadline_after(timeout: Duration) -> Instant {
-    Instant::now()
-        .checked_add(timeout)
-        .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600))
-}
+pub(crate) use crate::time::deadline_after;
 
 #[cfg(test)]
 mod tests {

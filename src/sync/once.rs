@@ -7,9 +7,8 @@
 
 use std::fmt;
 use std::sync::{Mutex as StdMutex, OnceLock};
-use std::task::{Context, Poll};
 
-use super::{block, lock, wake_all, Op, WaitQueue};
+use super::{block, lock, wake_all, Op, Until, WaitQueue};
 use crate::wait::WaitError;
 
 /// A cell written once, by the first caller of `get_or_init`.
@@ -98,29 +97,26 @@ impl<T> OnceCell<T> {
                 drop(guard);
                 return Ok(self.value.get().expect("just set"));
             }
-            block(
-                &mut OnceOp {
-                    cell: self,
-                    reg: None,
-                },
-                None,
-            )?;
+            block(&mut self.until(), None)?;
         }
     }
 
     /// Waits until another caller has initialized the cell (the async face:
     /// an async task cannot run a blocking initializer).
     pub async fn wait_async(&self) -> &T {
-        let mut op = OnceOp {
-            cell: self,
-            reg: None,
-        };
+        let mut op = self.until();
         loop {
             if let Some(value) = self.value.get() {
                 return value;
             }
             std::future::poll_fn(|cx| op.poll_op(cx)).await;
         }
+    }
+
+    /// Waiting for an initialization in progress to end (the initializer sets
+    /// the value before it clears `initializing`).
+    fn until(&self) -> Until<'_, State> {
+        Until::new(&self.state, |s| !s.initializing, |s| &mut s.waiters)
     }
 
     /// Takes the right to initialize; false if set or someone else has it.
@@ -146,34 +142,6 @@ impl<T> Drop for Release<'_, T> {
     fn drop(&mut self) {
         lock(&self.0.state).initializing = false;
         self.0.wake_waiters();
-    }
-}
-
-/// Waiting for an initialization in progress to end.
-struct OnceOp<'a, T> {
-    cell: &'a OnceCell<T>,
-    reg: Option<u64>,
-}
-
-impl<T> Op for OnceOp<'_, T> {
-    type Output = ();
-
-    fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = lock(&self.cell.state);
-        if !state.initializing || self.cell.value.get().is_some() {
-            state.waiters.remove(&mut self.reg);
-            return Poll::Ready(());
-        }
-        state.waiters.register(&mut self.reg, cx.waker());
-        Poll::Pending
-    }
-}
-
-impl<T> Drop for OnceOp<'_, T> {
-    fn drop(&mut self) {
-        if self.reg.is_some() {
-            lock(&self.cell.state).waiters.remove(&mut self.reg);
-        }
     }
 }
 
