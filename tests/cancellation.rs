@@ -8,7 +8,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use fiberloop::sync::{self, Mutex, RecvError, Select};
-use fiberloop::WaitError;
 use util::DropCounter;
 
 fn is_cancelled(e: &std::io::Error) -> bool {
@@ -289,7 +288,6 @@ fn cancelling_a_fiber_inside_a_scope_cancels_its_children_and_waits_for_them() {
         assert_eq!(result, Err(RecvError::Cancelled));
     });
     assert_eq!(drops.count(), 4, "children and parent all unwound");
-    let _ = WaitError::Cancelled;
 }
 
 #[test]
