@@ -23,8 +23,12 @@
 //! the poller's waker and the mio registry.
 //!
 //! Ordering rules: `call_soon` callbacks and woken fibers run in FIFO order; a
-//! newly spawned fiber is queued *ahead* of older work, in spawn order (Go's
-//! `runnext`), which makes a spawn tree run depth-first and keeps few stacks live.
+//! newly spawned fiber is queued *ahead* of older work, in spawn order, and a
+//! fiber parked in `join` resumes right after the fiber it joined finishes
+//! (both as Go's `runnext`). That makes a spawn tree run depth-first, so only
+//! the fibers on the current path hold stacks. Such "inherited" turns are
+//! bounded: after `BUDGET` of them in a row, the oldest ordinary item runs
+//! once, so a spawn-and-join loop cannot starve the rest.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -159,6 +163,11 @@ pub(crate) struct Core {
     ready: RefCell<VecDeque<Runnable>>,
     /// Where the next spawned fiber goes in `ready`; reset whenever a new item runs.
     spawn_at: Cell<usize>,
+    /// How many items at the head of `ready` were put there ahead of older
+    /// work (spawned, or a joiner resumed); they inherit the current turn.
+    inherited: Cell<usize>,
+    /// Inherited items run in a row; at `BUDGET` an older item gets its turn.
+    streak: Cell<usize>,
     /// Every live task: the loop's strong reference, for cancellation at the end.
     tasks: RefCell<Slab<Arc<TaskCell>>>,
     /// The task being resumed, valid only during `run_task` (which holds an Arc).
@@ -314,6 +323,8 @@ impl Core {
             shared,
             ready: RefCell::new(VecDeque::with_capacity(256)),
             spawn_at: Cell::new(0),
+            inherited: Cell::new(0),
+            streak: Cell::new(0),
             tasks: RefCell::new(Slab::with_capacity(256)),
             current: Cell::new(None),
             timers: RefCell::new(Timers::default()),
@@ -434,6 +445,9 @@ impl Core {
         } else {
             ready.insert(at, Runnable::Task(local.key.get()));
         }
+        if at <= self.inherited.get() {
+            self.inherited.set(self.inherited.get() + 1);
+        }
         self.spawn_at.set(at + 1);
         drop(ready);
         task
@@ -502,11 +516,38 @@ impl Core {
 
     /// Schedules the task at `key` if it is still the one with `id` (a joiner
     /// cancelled meanwhile may have left a stale key behind).
-    fn schedule_key(&self, key: usize, id: u64) {
+    /// Resumes the joiner at `key` next, ahead of older work, if it is still
+    /// the task with `id` (a joiner cancelled meanwhile may have left a stale
+    /// key behind).
+    fn schedule_joiner(&self, key: usize, id: u64) {
         let tasks = self.tasks.borrow();
-        if let Some(task) = tasks.get(key).filter(|t| t.id == id) {
-            self.schedule_ref(task);
+        let Some(task) = tasks.get(key).filter(|t| t.id == id) else {
+            return;
+        };
+        let local = task.local(self);
+        if !task.is_complete() && !local.queued.replace(true) {
+            self.ready.borrow_mut().push_front(Runnable::Task(key));
+            self.inherited.set(self.inherited.get() + 1);
         }
+    }
+
+    /// The next item to run: the head of the queue, except that after
+    /// `BUDGET` inherited items in a row the oldest ordinary item goes first.
+    #[inline]
+    fn next_ready(&self) -> Option<Runnable> {
+        let mut ready = self.ready.borrow_mut();
+        let inherited = self.inherited.get().min(ready.len());
+        if inherited == 0 {
+            self.streak.set(0);
+            return ready.pop_front();
+        }
+        if self.streak.get() >= BUDGET && ready.len() > inherited {
+            self.streak.set(0);
+            return ready.remove(inherited);
+        }
+        self.streak.set(self.streak.get() + 1);
+        self.inherited.set(inherited - 1);
+        ready.pop_front()
     }
 
     /// Asks `run_forever` to return after the current batch.
@@ -537,8 +578,7 @@ impl Core {
                 return;
             }
             for _ in 0..BUDGET {
-                let next = self.ready.borrow_mut().pop_front();
-                let Some(next) = next else { break };
+                let Some(next) = self.next_ready() else { break };
                 self.spawn_at.set(0);
                 // `done` can only turn true when a task finishes or a callback
                 // runs, so a fiber that merely yielded or parked skips the check.
@@ -752,7 +792,7 @@ impl Core {
         let local = task.local(self);
         task.complete(local, output);
         if let Some((key, id)) = local.joiner.take() {
-            self.schedule_key(key, id);
+            self.schedule_joiner(key, id);
         }
         self.tasks.borrow_mut().try_remove(local.key.get())
     }

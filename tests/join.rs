@@ -144,3 +144,74 @@ fn many_fibers_spawn_and_join() {
     });
     assert_eq!(sum, (0..10_000u64).sum());
 }
+
+thread_local! {
+    static STARTED: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Counts fibers whose body is running or suspended, and the peak.
+struct Live;
+
+impl Live {
+    fn enter() -> Live {
+        STARTED.with(|s| {
+            let (now, peak) = s.get();
+            s.set((now + 1, peak.max(now + 1)));
+        });
+        Live
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        STARTED.with(|s| s.set((s.get().0 - 1, s.get().1)));
+    }
+}
+
+fn tree(num: u64, size: u64) -> u64 {
+    let _live = Live::enter();
+    if size == 1 {
+        return num;
+    }
+    let div = size / 10;
+    let children: Vec<_> = (0..10)
+        .map(|i| fiberloop::spawn(move || tree(num + i * div, div)))
+        .collect();
+    children.into_iter().map(|c| c.join().unwrap()).sum()
+}
+
+#[test]
+fn a_spawn_tree_runs_depth_first_so_few_fibers_hold_stacks() {
+    // 11,111 fibers. Run breadth-first, the 1,111 inner ones would all be
+    // started (each holding a stack) at once; depth-first, only one path is.
+    let sum = fiberloop::run(|| tree(0, 10_000));
+    assert_eq!(sum, 10_000 * 9_999 / 2);
+    let peak = STARTED.with(|s| s.get().1);
+    assert!(peak <= 10, "{peak} fibers were started at once");
+}
+
+#[test]
+fn a_spawn_and_join_loop_does_not_starve_other_fibers() {
+    fiberloop::run(|| {
+        let turns = Rc::new(std::cell::Cell::new(0));
+        let other = fiberloop::spawn({
+            let turns = turns.clone();
+            move || loop {
+                turns.set(turns.get() + 1);
+                fiberloop::yield_now();
+            }
+        });
+        fiberloop::yield_now(); // let it start and go to the back of the queue
+        let before = turns.get();
+        for _ in 0..10_000 {
+            fiberloop::spawn(|| ()).join().unwrap();
+        }
+        // Resumed joiners go first, but only BUDGET (61) inherited turns in a row.
+        assert!(
+            turns.get() - before >= 10_000 / 200,
+            "the yielding fiber ran {} times",
+            turns.get() - before
+        );
+        other.cancel();
+    });
+}
