@@ -127,3 +127,39 @@ impl<T> fmt::Debug for Task<T> {
             .finish()
     }
 }
+
+/// Yields once to the loop: the task goes to the back of the ready queue and
+/// resumes after the tasks and fibers already waiting to run (the async twin
+/// of [`fiberloop::yield_now`](crate::yield_now), as tokio's and asyncio's
+/// `sleep(0)`).
+///
+/// ```
+/// fiberloop::block_on(async {
+///     let other = fiberloop::task::spawn(async { 1 });
+///     fiberloop::task::yield_now().await;
+///     assert!(other.is_finished(), "the spawned task ran while we yielded");
+/// });
+/// ```
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future of [`yield_now`]: pending once (after waking itself), then ready.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
