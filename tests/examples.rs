@@ -154,3 +154,56 @@ fn the_generator_chapter_examples_print_what_they_promise() {
         "{out}"
     );
 }
+
+#[test]
+fn compare_runs_every_workload_in_every_model_and_writes_a_report() {
+    let out_dir = std::env::temp_dir().join(format!("fiberloop-compare-{}", std::process::id()));
+    let mut cmd = example("compare");
+    cmd.args(["--smoke", "--out"]).arg(&out_dir);
+    let out = run_bounded(cmd);
+    for table in [
+        "spawn_join",
+        "yield",
+        "ping_pong",
+        "skynet",
+        "echo 10×4 KiB",
+        "idle",
+        "deep",
+    ] {
+        assert!(
+            out.contains(&format!("== {table}:")),
+            "no {table} table in\n{out}"
+        );
+    }
+    // Every server model answered correctly (a wrong reply is an error, not a row).
+    let echo = out.split("== echo 10×64 B").nth(1).unwrap();
+    for model in [
+        "fibers", "async", "tokio-ct", "tokio-mt", "threads", "may", "mio",
+    ] {
+        let row = echo.lines().find(|l| l.starts_with(model)).unwrap();
+        assert!(!row.contains("n/a"), "{row}");
+    }
+    let report = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Targets") && report.contains("![skynet](skynet.svg)"),
+        "{report}"
+    );
+    assert!(std::fs::read_to_string(out_dir.join("idle.svg"))
+        .unwrap()
+        .starts_with("<svg"));
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn compare_rejects_an_unknown_workload_with_usage() {
+    let out = example("compare")
+        .args(["--only", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown workload 'nope'") && err.contains("usage: compare"),
+        "{err}"
+    );
+}

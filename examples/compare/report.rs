@@ -1,0 +1,454 @@
+//! Result tables, printed as text and written as Markdown with SVG charts
+//! (plotters' SVG backend), plus the check of the targets we hold ourselves to.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use plotters::prelude::*;
+
+use crate::model::Model;
+
+/// How a column's values are shown.
+#[derive(Clone, Copy)]
+enum Unit {
+    Ns,
+    Us,
+    Ms,
+    Mib,
+    Kib,
+    Rate,
+}
+
+/// A column of medians.
+pub struct Column {
+    name: &'static str,
+    unit: Unit,
+}
+
+impl Column {
+    pub fn ns(name: &'static str) -> Column {
+        Column {
+            name,
+            unit: Unit::Ns,
+        }
+    }
+    pub fn us(name: &'static str) -> Column {
+        Column {
+            name,
+            unit: Unit::Us,
+        }
+    }
+    pub fn ms(name: &'static str) -> Column {
+        Column {
+            name,
+            unit: Unit::Ms,
+        }
+    }
+    pub fn mib(name: &'static str) -> Column {
+        Column {
+            name,
+            unit: Unit::Mib,
+        }
+    }
+    pub fn kib(name: &'static str) -> Column {
+        Column {
+            name,
+            unit: Unit::Kib,
+        }
+    }
+    pub fn rate(name: &'static str) -> Column {
+        Column {
+            name,
+            unit: Unit::Rate,
+        }
+    }
+
+    fn format(&self, v: f64) -> String {
+        match self.unit {
+            Unit::Ns if v >= 10_000.0 => format!("{:.1} µs", v / 1000.0),
+            Unit::Ns => format!("{v:.1} ns"),
+            Unit::Us => format!("{v:.0} µs"),
+            Unit::Ms => format!("{v:.0} ms"),
+            Unit::Mib => format!("{v:.1} MiB"),
+            Unit::Kib => format!("{v:.2} KiB"),
+            Unit::Rate => format!("{:.0}", v),
+        }
+    }
+
+    fn axis(&self) -> String {
+        let unit = match self.unit {
+            Unit::Ns => "ns",
+            Unit::Us => "µs",
+            Unit::Ms => "ms",
+            Unit::Mib => "MiB",
+            Unit::Kib => "KiB",
+            Unit::Rate => "per second",
+        };
+        format!("{} ({unit})", self.name)
+    }
+}
+
+/// One model's medians, or why it has none.
+struct Row {
+    model: Model,
+    values: Result<Vec<f64>, String>,
+}
+
+/// The medians of one workload, one row per model.
+pub struct Table {
+    /// Short name (also the chart's file name).
+    key: String,
+    title: String,
+    columns: Vec<Column>,
+    rows: Vec<Row>,
+    /// Columns drawn as charts (default: the headline).
+    charted: Option<Vec<usize>>,
+}
+
+impl Table {
+    pub fn new(key: &str, title: &str, columns: Vec<Column>) -> Table {
+        Table {
+            key: key.to_owned(),
+            title: title.to_owned(),
+            columns,
+            rows: Vec::new(),
+            charted: None,
+        }
+    }
+
+    /// Draws a chart for each of `columns` instead of the headline only.
+    pub fn chart_columns(mut self, columns: Vec<usize>) -> Table {
+        self.charted = Some(columns);
+        self
+    }
+
+    pub fn row(&mut self, model: Model, values: Vec<f64>) {
+        self.rows.push(Row {
+            model,
+            values: Ok(values),
+        });
+    }
+
+    pub fn skip(&mut self, model: Model, why: String) {
+        self.rows.push(Row {
+            model,
+            values: Err(why),
+        });
+    }
+
+    /// The median in `column` for `model`.
+    pub fn value(&self, model: Model, column: usize) -> Option<f64> {
+        let row = self.rows.iter().find(|r| r.model == model)?;
+        row.values
+            .as_ref()
+            .ok()?
+            .get(column)
+            .copied()
+            .filter(|v| v.is_finite())
+    }
+
+    /// The column whose figure the chart shows and the ratio compares: CPU per
+    /// trip for servers, else the first.
+    fn headline(&self) -> usize {
+        self.columns
+            .iter()
+            .position(|c| c.name == "server CPU/trip")
+            .unwrap_or(0)
+    }
+
+    /// Rows as cells: model, values, and the headline relative to fibers.
+    fn cells(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let mut header = vec!["model".to_owned()];
+        header.extend(self.columns.iter().map(|c| c.name.to_owned()));
+        let h = self.headline();
+        let base = self.value(Model::Fibers, h);
+        header.push(format!("{} vs fibers", self.columns[h].name));
+        let rows = self
+            .rows
+            .iter()
+            .map(|row| {
+                let mut cells = vec![row.model.name().to_owned()];
+                match &row.values {
+                    Ok(values) => {
+                        cells.extend(values.iter().zip(&self.columns).map(|(&v, c)| c.format(v)));
+                        cells.push(match base {
+                            Some(b) if b > 0.0 => format!("{:.2}×", values[h] / b),
+                            _ => "–".to_owned(),
+                        });
+                    }
+                    Err(why) => {
+                        cells.push(format!("n/a: {why}"));
+                        cells.extend((0..self.columns.len()).map(|_| String::new()));
+                    }
+                }
+                cells
+            })
+            .collect();
+        (header, rows)
+    }
+
+    /// A plain-text table for the terminal.
+    pub fn to_text(&self) -> String {
+        let (header, rows) = self.cells();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for row in rows.iter().filter(|r| !r[1].starts_with("n/a")) {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let mut out = format!("== {}: {}\n", self.key, self.title);
+        let line = |cells: &[String]| {
+            let mut s = String::new();
+            for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+                if cell.starts_with("n/a") {
+                    let _ = write!(s, "  {cell}");
+                    break;
+                }
+                let pad = w.saturating_sub(cell.chars().count());
+                if i == 0 {
+                    let _ = write!(s, "{cell}{}", " ".repeat(pad));
+                } else {
+                    let _ = write!(s, "  {}{cell}", " ".repeat(pad));
+                }
+            }
+            s.trim_end().to_owned() + "\n"
+        };
+        out += &line(&header);
+        for row in &rows {
+            out += &line(row);
+        }
+        out
+    }
+
+    fn to_markdown(&self) -> String {
+        let (header, rows) = self.cells();
+        let mut out = format!(
+            "### {}\n\n{}\n\n| {} |\n|{}\n",
+            self.key,
+            self.title,
+            header.join(" | "),
+            "---|".repeat(header.len())
+        );
+        for row in rows {
+            let row: Vec<String> = row.into_iter().take_while(|c| !c.is_empty()).collect();
+            let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
+        out
+    }
+
+    /// Writes the table's bar charts; returns their file names.
+    fn charts(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let columns = self
+            .charted
+            .clone()
+            .unwrap_or_else(|| vec![self.headline()]);
+        let mut files = Vec::new();
+        for (n, &col) in columns.iter().enumerate() {
+            let bars: Vec<(String, f64)> = self
+                .rows
+                .iter()
+                .filter_map(|r| Some((r.model.name().to_owned(), self.value(r.model, col)?)))
+                .collect();
+            if bars.is_empty() {
+                continue;
+            }
+            let stem = self.key.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+            let file = if n == 0 {
+                format!("{stem}.svg")
+            } else {
+                format!("{stem}_{col}.svg")
+            };
+            let caption = format!("{}: {}", self.key, self.columns[col].name);
+            bar_chart(&dir.join(&file), &caption, &self.columns[col], &bars)
+                .map_err(|e| io::Error::other(format!("chart {file}: {e}")))?;
+            files.push(file);
+        }
+        Ok(files)
+    }
+}
+
+fn bar_chart(
+    path: &Path,
+    caption: &str,
+    column: &Column,
+    bars: &[(String, f64)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let height = 90 + 34 * bars.len() as u32;
+    let root = SVGBackend::new(path, (760, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max = bars.iter().map(|b| b.1).fold(0.0, f64::max) * 1.25;
+    let n = bars.len();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(80)
+        .build_cartesian_2d(0.0..max.max(1e-9), (0..n).into_segmented())?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc(column.axis())
+        .x_labels(6)
+        .y_labels(n)
+        .label_style(("sans-serif", 13))
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| match v {
+            // Bars run top-down in table order.
+            SegmentValue::CenterOf(i) if *i < n => bars[n - 1 - *i].0.clone(),
+            _ => String::new(),
+        })
+        .draw()?;
+    let slot = |i: usize| n - 1 - i;
+    chart.draw_series(bars.iter().enumerate().map(|(i, (name, v))| {
+        let color = Palette99::pick(
+            Model::ALL
+                .iter()
+                .position(|m| m.name() == name)
+                .unwrap_or(0),
+        )
+        .filled();
+        let mut bar = Rectangle::new(
+            [
+                (0.0, SegmentValue::Exact(slot(i))),
+                (*v, SegmentValue::Exact(slot(i) + 1)),
+            ],
+            color,
+        );
+        bar.set_margin(5, 5, 0, 0);
+        bar
+    }))?;
+    chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+        Text::new(
+            format!(" {}", column.format(*v)),
+            (*v, SegmentValue::CenterOf(slot(i))),
+            ("sans-serif", 13),
+        )
+    }))?;
+    root.present()?;
+    Ok(())
+}
+
+/// `64 B`, `4 KiB`.
+pub fn bytes(n: usize) -> String {
+    if n >= 1024 && n % 1024 == 0 {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// The targets from the issue tracker, checked against this run's medians.
+fn targets(tables: &[Table]) -> Vec<String> {
+    let find = |key: &str| tables.iter().find(|t| t.key == key);
+    let ratio = |key: &str, col: usize, a: Model, b: Model| {
+        let t = find(key)?;
+        Some((t.value(a, col)?, t.value(b, col)?))
+    };
+    let mut out = Vec::new();
+    let mut check = |what: &str, pair: Option<(f64, f64)>, limit: f64| {
+        let line = match pair {
+            Some((a, b)) if b > 0.0 => {
+                let r = a / b;
+                let verdict = if r <= limit {
+                    "met".to_owned()
+                } else {
+                    format!("**missed** by {:.0} %", (r / limit - 1.0) * 100.0)
+                };
+                format!("- {what}: {r:.3}× (target ≤ {limit}×): {verdict}")
+            }
+            _ => format!("- {what}: not measured in this run"),
+        };
+        out.push(line);
+    };
+    let (f, a, ct, mio) = (Model::Fibers, Model::Async, Model::TokioCt, Model::Mio);
+    check(
+        "spawn + join, fibers / tokio-ct",
+        ratio("spawn_join", 0, f, ct),
+        0.4,
+    );
+    check(
+        "ping-pong, fibers / tokio-ct",
+        ratio("ping_pong", 0, f, ct),
+        0.25,
+    );
+    check(
+        "skynet wall time, fibers / tokio-ct",
+        ratio("skynet", 0, f, ct),
+        1.0,
+    );
+    check(
+        "skynet peak RSS, fibers / tokio-ct",
+        ratio("skynet", 1, f, ct),
+        1.0,
+    );
+    let echo = "echo 100×64 B";
+    check(
+        "echo 100×64 B server CPU/trip, fibers / mio",
+        ratio(echo, 3, f, mio),
+        1.05,
+    );
+    check(
+        "echo 100×64 B server CPU/trip, fibers / tokio-ct",
+        ratio(echo, 3, f, ct),
+        1.0,
+    );
+    check(
+        "echo 100×64 B server CPU/trip, async / fibers",
+        ratio(echo, 3, a, f),
+        1.05,
+    );
+    match find("idle").and_then(|t| t.value(f, 0)) {
+        Some(kib) => out.push(format!(
+            "- idle connections, fibers: {kib:.2} KiB per connection (target ≤ 12 KiB): {}",
+            if kib <= 12.0 {
+                "met".to_owned()
+            } else {
+                format!("**missed** by {:.0} %", (kib / 12.0 - 1.0) * 100.0)
+            }
+        )),
+        None => out.push("- idle connections, fibers: not measured in this run".to_owned()),
+    }
+    out
+}
+
+/// Writes `report.md` and the charts into `dir`; returns the report's path.
+pub fn write(dir: &Path, mode: &str, tables: &[Table], took: Duration) -> io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let mut md = format!(
+        "# fiberloop compare report\n\n\
+         Mode **{mode}**, {:.0} s in all. Machine: {} CPUs ({cpu}), Linux {}.\n\n\
+         Every figure is the median of the run's repetitions; models run interleaved within\n\
+         each repetition, so machine drift hits all alike. Servers run in a child process\n\
+         pinned to CPU 0, the load generator on the last CPU. \"vs fibers\" compares the\n\
+         headline column. Method and analysis: `docs/benchmarks.md`.\n\n## Targets\n\n",
+        took.as_secs_f64(),
+        crate::child::cpus(),
+        kernel.trim()
+    );
+    for line in targets(tables) {
+        md += &line;
+        md.push('\n');
+    }
+    md += "\n## Results\n\n";
+    for table in tables {
+        md += &table.to_markdown();
+        for chart in table.charts(dir)? {
+            let _ = writeln!(md, "\n![{}]({chart})\n", table.key);
+        }
+    }
+    let path = dir.join("report.md");
+    std::fs::write(&path, md)?;
+    Ok(path)
+}
