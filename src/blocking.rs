@@ -1,100 +1,407 @@
-//! Running a blocking call on a helper thread while only the caller waits.
+//! Thread-pool offload: run a blocking call on a pool of OS threads while only
+//! the caller waits (asyncio's `run_in_executor`/`to_thread`, tokio's
+//! `spawn_blocking`).
 //!
-//! Used for name resolution (`getaddrinfo` has no non-blocking form), so that a
-//! `TcpStream::connect("example.org:80")` never stalls the loop. Each call gets
-//! a short-lived thread; a bounded, configurable pool is planned to replace it.
-//! [`unblock`] is the fiber face (the fiber parks), [`unblock_async`] the
-//! async face (a future); both wait on the same slot.
+//! Each loop owns a `Pool`: threads start on demand up to a bound
+//! ([`DEFAULT_MAX_THREADS`], or [`Handle::set_max_blocking_threads`]), an idle
+//! thread exits after [`KEEP_ALIVE`], and jobs beyond the bound wait in FIFO
+//! order. When the loop is dropped the pool shuts down: queued jobs are
+//! dropped unrun (their waiters get an error), idle threads exit at once and
+//! busy ones as soon as their job returns.
+//!
+//! [`unblock`] is the fiber face (the fiber parks; on a plain thread the call
+//! simply runs there), [`unblock_async`] the async face (a future). Both wait
+//! on one `Slot`, which the job fills on the pool thread. Name resolution
+//! (`getaddrinfo` has no non-blocking form) goes through here, so
+//! `TcpStream::connect("example.org:80")` never stalls the loop.
+//!
+//! [`Handle::set_max_blocking_threads`]: crate::Handle::set_max_blocking_threads
 
+use std::any::Any;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
 
-use crate::wait;
+use crate::sync::lock;
+use crate::{scheduler, wait};
 
-/// Where the helper thread leaves its result.
+/// Threads a loop's pool starts at most, unless configured otherwise.
+pub const DEFAULT_MAX_THREADS: usize = 64;
+
+/// How long an idle pool thread waits for work before it exits.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A bounded pool of threads for blocking calls.
+#[derive(Clone)]
+pub(crate) struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    state: Mutex<PoolState>,
+    work: Condvar,
+}
+
+struct PoolState {
+    jobs: VecDeque<Job>,
+    threads: usize,
+    idle: usize,
+    max: usize,
+    closed: bool,
+}
+
+impl Pool {
+    pub(crate) fn new() -> Pool {
+        Pool {
+            inner: Arc::new(PoolInner {
+                state: Mutex::new(PoolState {
+                    jobs: VecDeque::new(),
+                    threads: 0,
+                    idle: 0,
+                    max: DEFAULT_MAX_THREADS,
+                    closed: false,
+                }),
+                work: Condvar::new(),
+            }),
+        }
+    }
+
+    /// The pool of plain threads' async calls (no loop to own one); it lives
+    /// as long as the process.
+    fn global() -> &'static Pool {
+        static GLOBAL: OnceLock<Pool> = OnceLock::new();
+        GLOBAL.get_or_init(Pool::new)
+    }
+
+    /// Sets the bound on threads (at least one). Threads above a lowered bound
+    /// exit once idle.
+    pub(crate) fn set_max_threads(&self, max: usize) {
+        lock(&self.inner.state).max = max.max(1);
+        self.inner.work.notify_all();
+    }
+
+    /// Threads alive now (busy or idle).
+    #[cfg(test)]
+    pub(crate) fn threads(&self) -> usize {
+        lock(&self.inner.state).threads
+    }
+
+    /// Queues `job`, starting a thread if none is idle and the bound allows.
+    fn submit(&self, job: Job) -> io::Result<()> {
+        let mut state = lock(&self.inner.state);
+        if state.closed {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the event loop's blocking pool is shut down",
+            ));
+        }
+        state.jobs.push_back(job);
+        if state.idle >= state.jobs.len() {
+            drop(state);
+            self.inner.work.notify_one();
+            return Ok(());
+        }
+        if state.threads < state.max {
+            state.threads += 1;
+            let inner = self.inner.clone();
+            let started = std::thread::Builder::new()
+                .name("fiberloop-blocking".into())
+                .spawn(move || inner.work_loop());
+            if let Err(e) = started {
+                state.threads -= 1;
+                if state.threads == 0 {
+                    // No thread will ever run it: hand the job back as an error.
+                    drop(state.jobs.pop_back());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the pool: later submissions fail, queued jobs are dropped unrun
+    /// (their waiters see an error), idle threads exit now, busy ones after
+    /// their current job.
+    pub(crate) fn shutdown(&self) {
+        let dropped = {
+            let mut state = lock(&self.inner.state);
+            state.closed = true;
+            std::mem::take(&mut state.jobs)
+        };
+        self.inner.work.notify_all();
+        drop(dropped); // outside the lock: dropping a job wakes its waiter
+    }
+}
+
+impl PoolInner {
+    fn work_loop(&self) {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                drop(state);
+                job(); // panics are caught inside the job (see `Slot::job`)
+                state = lock(&self.state);
+                continue;
+            }
+            if state.closed || state.threads > state.max {
+                break;
+            }
+            state.idle += 1;
+            let (next, timeout) = self
+                .work
+                .wait_timeout(state, KEEP_ALIVE)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            state = next;
+            state.idle -= 1;
+            if timeout.timed_out() && state.jobs.is_empty() {
+                break;
+            }
+        }
+        state.threads -= 1;
+    }
+}
+
+/// What a job leaves for its waiter: the value, or the panic that ended it.
+type Outcome<T> = Result<T, Box<dyn Any + Send>>;
+
+/// Where a job leaves its outcome, and the waker of whoever waits for it.
 struct Slot<T> {
-    value: Mutex<Option<T>>,
+    /// `None` while running; `Some(None)` if the job was dropped unrun.
+    outcome: Mutex<Option<Option<Outcome<T>>>>,
     waker: AtomicWaker,
 }
 
-impl<T> Slot<T> {
-    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<T> {
+impl<T: Send + 'static> Slot<T> {
+    /// Submits `f` to `pool`; the returned slot receives its outcome.
+    fn start<F>(pool: &Pool, f: F) -> io::Result<Arc<Slot<T>>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+    {
+        let slot = Arc::new(Slot {
+            outcome: Mutex::new(None),
+            waker: AtomicWaker::new(),
+        });
+        let guard = Filler {
+            slot: slot.clone(),
+            outcome: None,
+        };
+        pool.submit(Box::new(move || {
+            let mut guard = guard;
+            guard.outcome = Some(panic::catch_unwind(AssertUnwindSafe(f)));
+        }))?;
+        Ok(slot)
+    }
+
+    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         self.waker.register(cx.waker());
-        match crate::sync::lock(&self.value).take() {
-            Some(value) => Poll::Ready(value),
+        match lock(&self.outcome).take() {
             None => Poll::Pending,
+            Some(Some(Ok(value))) => Poll::Ready(Ok(value)),
+            Some(Some(Err(payload))) => panic::resume_unwind(payload),
+            Some(None) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the blocking call was dropped unrun: its pool shut down",
+            ))),
         }
     }
 }
 
-/// Starts `f` on a helper thread; its result lands in the returned slot.
-fn start<T, F>(f: F) -> io::Result<Arc<Slot<T>>>
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    let slot = Arc::new(Slot {
-        value: Mutex::new(None),
-        waker: AtomicWaker::new(),
-    });
-    let theirs = slot.clone();
-    std::thread::Builder::new()
-        .name("fiberloop-blocking".into())
-        .spawn(move || {
-            let value = f();
-            *crate::sync::lock(&theirs.value) = Some(value);
-            theirs.waker.wake();
-        })?;
-    Ok(slot)
+/// Fills the slot when the job ends, runs or not: a job dropped unrun (the
+/// pool shut down) still wakes its waiter, with an error.
+struct Filler<T> {
+    slot: Arc<Slot<T>>,
+    outcome: Option<Outcome<T>>,
 }
 
-/// Runs `f` on a helper thread and waits for its result: the fiber parks, a
-/// plain thread simply blocks.
+impl<T> Drop for Filler<T> {
+    fn drop(&mut self) {
+        *lock(&self.slot.outcome) = Some(self.outcome.take());
+        self.slot.waker.wake();
+    }
+}
+
+/// The pool of the loop running on this thread, if any.
+fn loop_pool() -> Option<Pool> {
+    scheduler::with_core(|core| core.blocking.clone())
+}
+
+/// Runs `f` on the loop's pool of threads and waits for its result: the
+/// calling fiber parks while other fibers run. On a plain thread (no loop)
+/// `f` simply runs there, since blocking that thread is fine.
+///
+/// A panic in `f` is re-raised in the caller, as an exception raised in
+/// asyncio's executor is.
+///
+/// ```
+/// fiberloop::run(|| {
+///     // A CPU-heavy or blocking call, off the loop's thread.
+///     let digest = fiberloop::unblock(|| (1..=20u64).product::<u64>()).unwrap();
+///     assert_eq!(digest, 2_432_902_008_176_640_000);
+/// });
+/// ```
 ///
 /// # Errors
-/// If no helper thread can be started, or the fiber is cancelled meanwhile (the
-/// helper thread then finishes on its own and its result is dropped).
-pub(crate) fn unblock<T, F>(f: F) -> io::Result<T>
+/// If the pool cannot start a thread, it has shut down, or the fiber is
+/// cancelled meanwhile (the call then finishes on its thread and its result is
+/// dropped).
+///
+/// # Panics
+/// On a loop thread outside any fiber (use [`unblock_async`] in async tasks).
+pub fn unblock<T, F>(f: F) -> io::Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    if wait::fiber_core().is_none() {
+    let Some(_core) = wait::fiber_core() else {
         return Ok(f()); // a plain thread may block
-    }
-    let slot = start(f)?;
-    wait::block_on(None, |cx| slot.poll_take(cx)).map_err(io::Error::from)
+    };
+    let pool = loop_pool().expect("a fiber runs on a loop");
+    let slot = Slot::start(&pool, f)?;
+    wait::block_on(None, |cx| slot.poll_take(cx))?
 }
 
-/// Runs `f` on a helper thread; the future completes with its result.
-pub(crate) fn unblock_async<T, F>(f: F) -> Unblock<T>
+/// Runs `f` on a pool of threads; the future completes with its result (the
+/// async face of [`unblock`]). On a loop's thread the loop's pool runs it,
+/// elsewhere a process-wide pool does.
+///
+/// ```
+/// let n = fiberloop::block_on(async {
+///     fiberloop::unblock_async(|| std::fs::read_dir(".").map(|d| d.count()))
+///         .await
+///         .unwrap()
+/// });
+/// assert!(n.unwrap() > 0);
+/// ```
+pub fn unblock_async<T, F>(f: F) -> Unblock<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    Unblock { slot: start(f) }
+    let slot = match loop_pool() {
+        Some(pool) => Slot::start(&pool, f),
+        None => Slot::start(Pool::global(), f),
+    };
+    Unblock { slot: Some(slot) }
 }
 
-/// The future of [`unblock_async`].
-pub(crate) struct Unblock<T> {
-    slot: io::Result<Arc<Slot<T>>>,
+/// The future of [`unblock_async`]: the call's result, or why there is none.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Unblock<T> {
+    slot: Option<io::Result<Arc<Slot<T>>>>,
 }
 
-impl<T> Future for Unblock<T> {
+impl<T: Send + 'static> Future for Unblock<T> {
     type Output = io::Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match &mut self.slot {
-            Ok(slot) => slot.poll_take(cx).map(Ok),
-            Err(e) => Poll::Ready(Err(std::mem::replace(
-                e,
-                io::Error::other("polled after completion"),
-            ))),
+        match self.slot.as_ref().expect("Unblock polled after completion") {
+            Ok(slot) => {
+                let result = slot.poll_take(cx);
+                if result.is_ready() {
+                    self.slot = None;
+                }
+                result
+            }
+            Err(_) => match self.slot.take() {
+                Some(Err(e)) => Poll::Ready(Err(e)),
+                _ => unreachable!("matched Err above"),
+            },
         }
+    }
+}
+
+impl<T> std::fmt::Debug for Unblock<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unblock").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    fn wait_until(cond: impl Fn() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    #[test]
+    fn the_pool_never_exceeds_its_bound_and_runs_every_job() {
+        let pool = Pool::new();
+        pool.set_max_threads(3);
+        let (running, peak, done) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        for _ in 0..20 {
+            let (running, peak, done) = (running.clone(), peak.clone(), done.clone());
+            pool.submit(Box::new(move || {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(2));
+                running.fetch_sub(1, Ordering::SeqCst);
+                done.fetch_add(1, Ordering::SeqCst);
+            }))
+            .unwrap();
+        }
+        assert!(wait_until(|| done.load(Ordering::SeqCst) == 20));
+        assert!(peak.load(Ordering::SeqCst) <= 3);
+        assert!(pool.threads() <= 3);
+        pool.shutdown();
+        assert!(
+            wait_until(|| pool.threads() == 0),
+            "idle threads exit on shutdown"
+        );
+    }
+
+    #[test]
+    fn shutdown_drops_queued_jobs_and_refuses_new_ones() {
+        let pool = Pool::new();
+        pool.set_max_threads(1);
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let g = gate.clone();
+        pool.submit(Box::new(move || {
+            let mut open = lock(&g.0);
+            while !*open {
+                open = g.1.wait(open).unwrap();
+            }
+        }))
+        .unwrap();
+        let queued = Slot::start(&pool, || 7).unwrap();
+        pool.shutdown();
+        let waker = std::task::Waker::noop();
+        let result = queued.poll_take(&mut Context::from_waker(waker));
+        let Poll::Ready(Err(e)) = result else {
+            panic!("a queued job is dropped unrun at shutdown")
+        };
+        assert_eq!(e.kind(), io::ErrorKind::Interrupted);
+        assert!(
+            Slot::start(&pool, || 1).is_err(),
+            "closed pools refuse work"
+        );
+        *lock(&gate.0) = true;
+        gate.1.notify_all();
+        assert!(
+            wait_until(|| pool.threads() == 0),
+            "the busy thread exits after its job"
+        );
     }
 }

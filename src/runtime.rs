@@ -156,6 +156,12 @@ impl EventLoop {
         unwrap_main(main)
     }
 
+    /// Bounds the threads of this loop's pool for blocking calls
+    /// ([`unblock`](crate::unblock)); see [`Handle::set_max_blocking_threads`].
+    pub fn set_max_blocking_threads(&self, max: usize) {
+        self.core.blocking.set_max_threads(max);
+    }
+
     /// Drives the loop until [`Handle::stop`] is called (asyncio's
     /// `run_forever`). Fibers alive at that point stay suspended and carry on
     /// at the next run.
@@ -180,6 +186,7 @@ impl Drop for EventLoop {
     fn drop(&mut self) {
         self.core.close_inbox();
         self.core.cancel_all();
+        self.core.blocking.shutdown();
         scheduler::uninstall();
     }
 }
@@ -264,6 +271,14 @@ impl Handle {
     /// already running in this round have had their turn.
     pub fn stop(&self) {
         self.core.stop();
+    }
+
+    /// Bounds the threads of this loop's pool for blocking calls
+    /// ([`unblock`](crate::unblock), host-name lookups): at most `max` run at
+    /// once (at least one), later calls queue in FIFO order. The default is
+    /// [`blocking::DEFAULT_MAX_THREADS`](crate::blocking::DEFAULT_MAX_THREADS).
+    pub fn set_max_blocking_threads(&self, max: usize) {
+        self.core.blocking.set_max_threads(max);
     }
 
     /// A handle for other threads (see [`RemoteHandle`](crate::RemoteHandle)).

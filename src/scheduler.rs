@@ -163,6 +163,8 @@ pub(crate) struct Core {
     ready: RefCell<VecDeque<Runnable>>,
     /// Where the next spawned fiber goes in `ready`; reset whenever a new item runs.
     spawn_at: Cell<usize>,
+    /// The thread pool for blocking calls (`unblock`); shut down with the loop.
+    pub(crate) blocking: crate::blocking::Pool,
     /// How many items at the head of `ready` were put there ahead of older
     /// work (spawned, or a joiner resumed); they inherit the current turn.
     inherited: Cell<usize>,
@@ -323,6 +325,7 @@ impl Core {
             shared,
             ready: RefCell::new(VecDeque::with_capacity(256)),
             spawn_at: Cell::new(0),
+            blocking: crate::blocking::Pool::new(),
             inherited: Cell::new(0),
             streak: Cell::new(0),
             tasks: RefCell::new(Slab::with_capacity(256)),
