@@ -45,7 +45,11 @@
 //! | `timer` | the deadline heap behind `sleep`, `call_later` and I/O timeouts |
 //! | `wait` | the one waiting mechanism: a poll function plus a `Waker` |
 //! | [`stack`] | the pool of guarded stacks |
-//! | [`net`] | blocking-style [`TcpListener`](net::TcpListener), [`TcpStream`](net::TcpStream), [`UdpSocket`](net::UdpSocket) |
+//! | [`net`] | blocking-style [`TcpListener`](net::TcpListener), [`TcpStream`](net::TcpStream), [`UdpSocket`](net::UdpSocket), and the Unix-domain [`UnixListener`](net::UnixListener), [`UnixStream`](net::UnixStream), [`UnixDatagram`](net::UnixDatagram) |
+//! | [`process`] | subprocesses with loop-driven pipes; `wait` parks only the fiber (pidfd) |
+//! | [`streams`] | asyncio's streams: `open_connection`/`start_server`, line reading, `write` + `drain` |
+//! | [`signal`] | [`Signals`](signal::Signals): `SIGINT`, `SIGTERM`, ... received in a fiber or a task |
+//! | [`blocking`] | [`unblock`]/[`unblock_async`]: a blocking call on the loop's bounded thread pool, only the caller waits |
 //! | [`task`] | async tasks on the same loop: [`task::spawn`], [`task::Task`], [`block_on`] |
 //! | [`time`] | async [`time::sleep`] and [`time::timeout`] |
 //! | [`async_net`] | the async face of the sockets (`futures-io` traits) |
@@ -83,16 +87,19 @@
 compile_error!("fiberloop supports Unix only (it needs mmap, signals and poll)");
 
 pub mod async_net;
-mod blocking;
+pub mod blocking;
 mod fiber;
 pub mod generator;
 pub mod net;
+pub mod process;
 mod reactor;
 mod remote;
 pub mod runtime;
 mod scheduler;
 mod scope;
+pub mod signal;
 pub mod stack;
+pub mod streams;
 pub mod sync;
 mod sys;
 pub mod task;
@@ -100,6 +107,7 @@ pub mod time;
 mod timer;
 mod wait;
 
+pub use blocking::{unblock, unblock_async, Unblock};
 pub use fiber::{current, sleep, sleep_until, spawn, try_current, yield_now, Builder};
 pub use remote::RemoteHandle;
 pub use runtime::{block_on, handle, run, try_handle, CallbackHandle, EventLoop, Handle};

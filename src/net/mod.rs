@@ -1,5 +1,5 @@
-//! Blocking-style networking for fibers: TCP and UDP sockets whose calls block
-//! only the calling fiber.
+//! Blocking-style networking for fibers: TCP, UDP and Unix-domain sockets
+//! whose calls block only the calling fiber.
 //!
 //! The types mirror `std::net` (same method names and error kinds), and
 //! [`TcpStream`] implements [`std::io::Read`] and [`std::io::Write`], also for
@@ -29,13 +29,152 @@
 pub(crate) mod addr;
 pub(crate) mod tcp;
 mod udp;
+pub(crate) mod unix;
 
 pub use addr::{Lookup, ToSocketAddrs};
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
+pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
 
+use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::reactor::Source;
+use crate::sys::Interest;
+
+/// A connected stream's state (TCP or Unix), shared by its clones and by
+/// both faces: the registered socket and its timeouts.
+pub(crate) struct Conn<S: AsRawFd> {
+    pub(crate) source: Source<S>,
+    read_timeout: Timeout,
+    write_timeout: Timeout,
+}
+
+impl<S: AsRawFd> Conn<S> {
+    pub(crate) fn new(io: S) -> Conn<S> {
+        Conn {
+            source: Source::new(io),
+            read_timeout: Timeout::default(),
+            write_timeout: Timeout::default(),
+        }
+    }
+
+    /// Runs `op` until it stops saying `WouldBlock`, within the read timeout.
+    pub(crate) fn read_with<R>(&self, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+        self.source
+            .do_io(Interest::Read, self.read_timeout.get(), op)
+    }
+
+    /// Runs `op` until it stops saying `WouldBlock`, within the write timeout.
+    pub(crate) fn write_with<R>(&self, op: impl FnMut(&S) -> io::Result<R>) -> io::Result<R> {
+        self.source
+            .do_io(Interest::Write, self.write_timeout.get(), op)
+    }
+}
+
+/// `Read`/`Write` for a stream type holding `inner: Arc<Conn<S>>` (and for a
+/// shared reference to it), plus its timeout accessors and `try_clone`.
+macro_rules! stream_io {
+    ($ty:ident) => {
+        impl std::io::Read for &$ty {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.inner
+                    .read_with(|mut s| std::io::Read::read(&mut s, buf))
+            }
+
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                self.inner
+                    .read_with(|mut s| std::io::Read::read_vectored(&mut s, bufs))
+            }
+        }
+
+        impl std::io::Write for &$ty {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.inner
+                    .write_with(|mut s| std::io::Write::write(&mut s, buf))
+            }
+
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                self.inner
+                    .write_with(|mut s| std::io::Write::write_vectored(&mut s, bufs))
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(()) // nothing is buffered in user space
+            }
+        }
+
+        impl std::io::Read for $ty {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                (&*self).read(buf)
+            }
+
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                (&*self).read_vectored(bufs)
+            }
+        }
+
+        impl std::io::Write for $ty {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                (&*self).write(buf)
+            }
+
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                (&*self).write_vectored(bufs)
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl $ty {
+            /// Limits how long a read waits; past it the read fails with
+            /// `TimedOut`. `None` waits forever.
+            ///
+            /// # Errors
+            /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+            pub fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+                self.inner.read_timeout.set(timeout)
+            }
+
+            /// Limits how long a write waits; past it the write fails with
+            /// `TimedOut`.
+            ///
+            /// # Errors
+            /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+            pub fn set_write_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+                self.inner.write_timeout.set(timeout)
+            }
+
+            /// The read timeout.
+            pub fn read_timeout(&self) -> std::io::Result<Option<Duration>> {
+                Ok(self.inner.read_timeout.get())
+            }
+
+            /// The write timeout.
+            pub fn write_timeout(&self) -> std::io::Result<Option<Duration>> {
+                Ok(self.inner.write_timeout.get())
+            }
+
+            /// Another handle to the same socket (shared, not `dup`ed), for
+            /// example for a writer fiber next to a reader fiber. Timeouts are
+            /// shared too.
+            pub fn try_clone(&self) -> std::io::Result<$ty> {
+                Ok(self.clone())
+            }
+        }
+    };
+}
+pub(crate) use stream_io;
 
 /// A socket timeout stored lock-free: nanoseconds, 0 meaning none.
 #[derive(Debug, Default)]

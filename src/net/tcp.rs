@@ -1,14 +1,14 @@
 //! TCP: [`TcpListener`] and [`TcpStream`], blocking the calling fiber only.
 
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{each_addr, Timeout, ToSocketAddrs};
+use super::{each_addr, Conn, ToSocketAddrs};
 use crate::reactor::Source;
 use crate::sys::Interest;
 
@@ -176,11 +176,7 @@ pub struct TcpStream {
 }
 
 /// A connection's state, shared by its clones and by both faces.
-pub(crate) struct Inner {
-    pub(crate) source: Source<mio::net::TcpStream>,
-    read_timeout: Timeout,
-    write_timeout: Timeout,
-}
+pub(crate) type Inner = Conn<mio::net::TcpStream>;
 
 /// The connect-progress check both faces run until it stops saying
 /// `WouldBlock`: a non-blocking connect is under way until the socket is
@@ -247,11 +243,7 @@ impl TcpStream {
 
     pub(crate) fn from_mio(stream: mio::net::TcpStream) -> TcpStream {
         TcpStream {
-            inner: Arc::new(Inner {
-                source: Source::new(stream),
-                read_timeout: Timeout::default(),
-                write_timeout: Timeout::default(),
-            }),
+            inner: Arc::new(Conn::new(stream)),
         }
     }
 
@@ -291,116 +283,18 @@ impl TcpStream {
         self.io().set_ttl(ttl)
     }
 
-    /// Limits how long a read waits; past it the read fails with `TimedOut`.
-    /// `None` waits forever.
-    ///
-    /// # Errors
-    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.read_timeout.set(timeout)
-    }
-
-    /// Limits how long a write waits; past it the write fails with `TimedOut`.
-    ///
-    /// # Errors
-    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.inner.write_timeout.set(timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.read_timeout.get())
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.inner.write_timeout.get())
-    }
-
-    /// Another handle to the same socket (shared, not `dup`ed), for example
-    /// for a writer fiber next to a reader fiber. Timeouts are shared too.
-    pub fn try_clone(&self) -> io::Result<TcpStream> {
-        Ok(self.clone())
-    }
-
     /// Reads without consuming, waiting for data like `read`.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner
-            .source
-            .do_io(Interest::Read, self.inner.read_timeout.get(), |s| {
-                s.peek(buf)
-            })
+        self.inner.read_with(|s| s.peek(buf))
     }
 
     /// Takes the pending socket error (`SO_ERROR`), if any.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.io().take_error()
     }
-
-    fn read_with<R>(&self, op: impl FnMut(&mio::net::TcpStream) -> io::Result<R>) -> io::Result<R> {
-        self.inner
-            .source
-            .do_io(Interest::Read, self.inner.read_timeout.get(), op)
-    }
-
-    fn write_with<R>(
-        &self,
-        op: impl FnMut(&mio::net::TcpStream) -> io::Result<R>,
-    ) -> io::Result<R> {
-        self.inner
-            .source
-            .do_io(Interest::Write, self.inner.write_timeout.get(), op)
-    }
 }
 
-impl Read for &TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_with(|mut s| s.read(buf))
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.read_with(|mut s| s.read_vectored(bufs))
-    }
-}
-
-impl Write for &TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_with(|mut s| s.write(buf))
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.write_with(|mut s| s.write_vectored(bufs))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(()) // nothing is buffered in user space
-    }
-}
-
-impl Read for TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        (&*self).read_vectored(bufs)
-    }
-}
-
-impl Write for TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+super::stream_io!(TcpStream);
 
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {

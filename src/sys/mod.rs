@@ -7,6 +7,8 @@
 //! - [`signal`]: a `SIGSEGV`/`SIGBUS` handler on an alternate signal stack that
 //!   recognises a fault in a fiber's guard page, reports it, and chains to the
 //!   previous handler for every other fault;
+//! - [`signals`]: Unix signals delivered as bytes into a pipe the loop reads
+//!   (the self-pipe trick), for `fiberloop::signal`;
 //! - [`wait_fd`]: a blocking wait for readiness of one descriptor, used when the
 //!   crate's sockets are driven from a plain thread outside any event loop.
 //!
@@ -18,6 +20,7 @@ use std::os::fd::RawFd;
 use std::time::Instant;
 
 pub(crate) mod signal;
+pub(crate) mod signals;
 pub(crate) mod stack;
 
 /// Turns a libc `-1` return into `io::Error::last_os_error()`.
@@ -82,5 +85,27 @@ pub(crate) fn wait_fd(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// A descriptor that becomes readable when process `pid` exits
+/// (`pidfd_open(2)`, Linux 5.3+); `Unsupported` where the kernel lacks it.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new
+        // descriptor or -1; no memory is passed.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just gave us this descriptor; we own it.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        Err(io::ErrorKind::Unsupported.into())
     }
 }
