@@ -207,3 +207,24 @@ fn compare_rejects_an_unknown_workload_with_usage() {
         "{err}"
     );
 }
+
+#[test]
+fn subprocess_zen_prints_the_childs_lines_and_ticks_meanwhile() {
+    let out = run_bounded(example("subprocess_zen"));
+    assert!(out.contains("[tick"), "{out}");
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.ends_with("the child exited with exit status: 0"),
+        "{out}"
+    );
+    // Ticks interleave with the child's lines, not all before or after.
+    let lines: Vec<&str> = out.lines().collect();
+    let first_tick = lines.iter().position(|l| l.contains("[tick")).unwrap();
+    let last_tick = lines.iter().rposition(|l| l.contains("[tick")).unwrap();
+    assert!(
+        lines[first_tick..last_tick]
+            .iter()
+            .any(|l| !l.contains("[tick")),
+        "{out}"
+    );
+}
