@@ -44,6 +44,23 @@ use std::time::Duration;
 use crate::reactor::Source;
 use crate::sys::Interest;
 
+/// Where a non-blocking connect stands, from the socket's pending error and
+/// its peer address: done, failed, or still in progress (`WouldBlock`). Shared
+/// by TCP and Unix streams, and by both faces.
+pub(crate) fn connect_progress<A>(
+    pending: io::Result<Option<io::Error>>,
+    peer: impl FnOnce() -> io::Result<A>,
+) -> io::Result<()> {
+    if let Some(e) = pending? {
+        return Err(e);
+    }
+    match peer() {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A connected stream's state (TCP or Unix), shared by its clones and by
 /// both faces: the registered socket and its timeouts.
 pub(crate) struct Conn<S: AsRawFd> {

@@ -182,14 +182,7 @@ pub(crate) type Inner = Conn<mio::net::TcpStream>;
 /// `WouldBlock`: a non-blocking connect is under way until the socket is
 /// writable, and then either has a peer or a pending error.
 pub(crate) fn connected(stream: &mio::net::TcpStream) -> io::Result<()> {
-    if let Some(e) = stream.take_error()? {
-        return Err(e);
-    }
-    match stream.peer_addr() {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
-        Err(e) => Err(e),
-    }
+    super::connect_progress(stream.take_error(), || stream.peer_addr())
 }
 
 impl TcpStream {

@@ -145,16 +145,9 @@ impl UnixStream {
         let stream = UnixStream::from_mio(mio::net::UnixStream::connect(path)?);
         // Non-blocking, a connect to a listener with a full backlog is still
         // in progress: it completes once the socket turns writable.
-        stream.inner.write_with(|s| match s.take_error()? {
-            Some(e) => Err(e),
-            None => match s.peer_addr() {
-                Ok(_) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                    Err(io::ErrorKind::WouldBlock.into())
-                }
-                Err(e) => Err(e),
-            },
-        })?;
+        stream
+            .inner
+            .write_with(|s| super::connect_progress(s.take_error(), || s.peer_addr()))?;
         Ok(stream)
     }
 
