@@ -111,3 +111,81 @@ fn datagrams_carry_their_sender() {
         assert_eq!(from.as_deref(), Some(pa.0.as_path()));
     });
 }
+
+#[test]
+fn the_async_face_serves_streams_and_datagrams() {
+    use fiberloop::async_net;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+    let path = TempPath::new("async");
+    let p = path.0.clone();
+    fiberloop::block_on(async move {
+        let listener = async_net::UnixListener::bind(&p).unwrap();
+        let server = fiberloop::task::spawn(async move {
+            for _ in 0..5 {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                fiberloop::task::spawn(async move {
+                    let mut buf = Vec::new();
+                    stream.read_to_end(&mut buf).await.unwrap();
+                    buf.reverse();
+                    stream.write_all(&buf).await.unwrap();
+                })
+                .detach();
+            }
+        });
+        let clients: Vec<_> = (0..5u8)
+            .map(|i| {
+                let p = p.clone();
+                fiberloop::task::spawn(async move {
+                    let mut stream = async_net::UnixStream::connect(&p).await.unwrap();
+                    stream.write_all(&[i, i + 1, i + 2]).await.unwrap();
+                    stream.close().await.unwrap(); // shuts down the write half
+                    let mut back = Vec::new();
+                    stream.read_to_end(&mut back).await.unwrap();
+                    back
+                })
+            })
+            .collect();
+        for (i, client) in clients.into_iter().enumerate() {
+            let i = i as u8;
+            assert_eq!(client.await.unwrap(), [i + 2, i + 1, i]);
+        }
+        server.await.unwrap();
+
+        let err = async_net::UnixStream::connect("/nonexistent/fiberloop.sock")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+
+        let (a, b) = async_net::UnixDatagram::pair().unwrap();
+        let reader = fiberloop::task::spawn(async move {
+            let mut buf = [0; 16];
+            let n = b.recv(&mut buf).await.unwrap();
+            buf[..n].to_vec()
+        });
+        assert_eq!(a.send(b"one datagram").await.unwrap(), 12);
+        assert_eq!(reader.await.unwrap(), b"one datagram");
+    });
+}
+
+#[test]
+fn a_stream_changes_faces() {
+    fiberloop::run(|| {
+        let (a, b) = UnixStream::pair().unwrap();
+        let a = fiberloop::async_net::UnixStream::from(a);
+        let task = fiberloop::task::spawn(async move {
+            use futures_lite::AsyncWriteExt;
+            let mut a = a;
+            a.write_all(b"from a task").await.unwrap();
+            UnixStream::from(a) // and back to the fiber face
+        });
+        let mut b = b;
+        let mut buf = [0; 11];
+        b.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"from a task");
+        let mut a = fiberloop::wait(task).unwrap().unwrap(); // a fiber awaits a task
+        a.write_all(b"!").unwrap();
+        b.read_exact(&mut buf[..1]).unwrap();
+        assert_eq!(&buf[..1], b"!");
+    });
+}

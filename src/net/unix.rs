@@ -42,8 +42,8 @@ use crate::sys::Interest;
 /// .unwrap();
 /// ```
 pub struct UnixListener {
-    source: Source<mio::net::UnixListener>,
-    backoff: AcceptBackoff,
+    pub(crate) source: Source<mio::net::UnixListener>,
+    pub(crate) backoff: AcceptBackoff,
 }
 
 impl UnixListener {
@@ -61,7 +61,7 @@ impl UnixListener {
         )))
     }
 
-    fn from_mio(listener: mio::net::UnixListener) -> UnixListener {
+    pub(crate) fn from_mio(listener: mio::net::UnixListener) -> UnixListener {
         UnixListener {
             source: Source::new(listener),
             backoff: AcceptBackoff::default(),
@@ -132,7 +132,7 @@ impl Iterator for UnixIncoming<'_> {
 /// [`TcpStream`](super::TcpStream)'s do.
 #[derive(Clone)]
 pub struct UnixStream {
-    inner: Arc<Conn<mio::net::UnixStream>>,
+    pub(crate) inner: Arc<Conn<mio::net::UnixStream>>,
 }
 
 impl UnixStream {
@@ -163,7 +163,7 @@ impl UnixStream {
         Ok(UnixStream::from_mio(mio::net::UnixStream::from_std(stream)))
     }
 
-    fn from_mio(stream: mio::net::UnixStream) -> UnixStream {
+    pub(crate) fn from_mio(stream: mio::net::UnixStream) -> UnixStream {
         UnixStream {
             inner: Arc::new(Conn::new(stream)),
         }
@@ -228,7 +228,7 @@ impl fmt::Debug for UnixStream {
 /// .unwrap();
 /// ```
 pub struct UnixDatagram {
-    inner: Conn<mio::net::UnixDatagram>,
+    pub(crate) inner: Conn<mio::net::UnixDatagram>,
 }
 
 impl UnixDatagram {
@@ -257,7 +257,7 @@ impl UnixDatagram {
         )))
     }
 
-    fn from_mio(socket: mio::net::UnixDatagram) -> UnixDatagram {
+    pub(crate) fn from_mio(socket: mio::net::UnixDatagram) -> UnixDatagram {
         UnixDatagram {
             inner: Conn::new(socket),
         }
