@@ -48,6 +48,7 @@
 //! | [`net`] | blocking-style [`TcpListener`](net::TcpListener), [`TcpStream`](net::TcpStream), [`UdpSocket`](net::UdpSocket), and the Unix-domain [`UnixListener`](net::UnixListener), [`UnixStream`](net::UnixStream), [`UnixDatagram`](net::UnixDatagram) |
 //! | [`process`] | subprocesses with loop-driven pipes; `wait` parks only the fiber (pidfd) |
 //! | [`streams`] | asyncio's streams: `open_connection`/`start_server`, line reading, `write` + `drain` |
+//! | [`transport`] | PEP 3156's callback style: a [`Protocol`](transport::Protocol) driven by the loop over a [`Transport`](transport::Transport) (TCP or Unix), with flow control |
 //! | [`signal`] | [`Signals`](signal::Signals): `SIGINT`, `SIGTERM`, ... received in a fiber or a task |
 //! | [`blocking`] | [`unblock`]/[`unblock_async`]: a blocking call on the loop's bounded thread pool, only the caller waits |
 //! | [`task`] | async tasks on the same loop: [`task::spawn`], [`task::Task`], [`block_on`] |
@@ -105,6 +106,7 @@ mod sys;
 pub mod task;
 pub mod time;
 mod timer;
+pub mod transport;
 mod wait;
 
 pub use blocking::{unblock, unblock_async, Unblock};

@@ -97,6 +97,11 @@ fn echo_client_verifies_echo_server_async() {
 }
 
 #[test]
+fn echo_client_verifies_echo_protocol() {
+    echo_client_verifies("echo_protocol");
+}
+
+#[test]
 fn mixed_runs_both_models_both_ways() {
     let out = run_bounded(example("mixed"));
     assert!(
