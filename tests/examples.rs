@@ -233,3 +233,143 @@ fn subprocess_zen_prints_the_childs_lines_and_ticks_meanwhile() {
         "{out}"
     );
 }
+
+/// A server example running in the background, killed when dropped.
+struct Running {
+    child: std::process::Child,
+    /// The address from its first line ("... listening on [http://]ADDR").
+    addr: String,
+}
+
+impl Running {
+    fn start(name: &str, args: &[&str]) -> Running {
+        let mut child = example(name)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server example");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.contains("listening on "), "{first}");
+        let addr = first.trim().rsplit(' ').next().unwrap();
+        let addr = addr.trim_start_matches("http://").to_string();
+        Running { child, addr }
+    }
+
+    fn connect(&self) -> std::net::TcpStream {
+        let stream = std::net::TcpStream::connect(&self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads one HTTP response (head and `Content-Length` body) from `reader`:
+/// its status, `Connection` header and body.
+fn read_response(reader: &mut impl BufRead) -> (u16, String, String) {
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).unwrap();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no status in {status_line:?}"))
+        .parse()
+        .unwrap();
+    let (mut length, mut connection) = (0, String::new());
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(": ").unwrap();
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.parse().unwrap(),
+            "connection" => connection = value.to_string(),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    std::io::Read::read_exact(reader, &mut body).unwrap();
+    (status, connection, String::from_utf8(body).unwrap())
+}
+
+/// At EOF: the server closed the connection.
+fn assert_closed(reader: &mut impl BufRead) {
+    let mut rest = String::new();
+    assert_eq!(reader.read_line(&mut rest).unwrap(), 0, "{rest}");
+}
+
+fn http_hello_behaves(args: &[&str]) {
+    use std::io::Write;
+    let server = Running::start("http_hello", args);
+
+    // Keep-alive: two requests, then a pipelined pair, on one connection.
+    let mut stream = server.connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut reader),
+        (200, "keep-alive".into(), "Hello, world!\n".into())
+    );
+    stream
+        .write_all(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut reader).0, 200);
+    assert_eq!(read_response(&mut reader).0, 200);
+    // `Connection: close` is honoured.
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut reader).1, "close");
+    assert_closed(&mut reader);
+
+    // An oversized head: 431, that connection closed, the server serves on.
+    let mut stream = server.connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    let _ = stream.write_all(huge.as_bytes()); // the server may close before reading it all
+    assert_eq!(read_response(&mut reader).0, 431);
+    assert_closed(&mut reader);
+
+    // Garbage: 400. Another method: 405 on a live connection.
+    let mut stream = server.connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+        .unwrap();
+    assert_eq!(read_response(&mut reader).0, 405);
+    stream.write_all(b"\x01\x02 nonsense\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut reader).0, 400);
+    assert_closed(&mut reader);
+
+    // HTTP/1.0 without keep-alive: one answer, then closed.
+    let mut stream = server.connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut reader).1, "close");
+    assert_closed(&mut reader);
+}
+
+#[test]
+fn http_hello_serves_keep_alive_and_rejects_bad_requests_with_fibers() {
+    http_hello_behaves(&["127.0.0.1:0"]);
+}
+
+#[test]
+fn http_hello_serves_keep_alive_and_rejects_bad_requests_with_async() {
+    http_hello_behaves(&["--async", "127.0.0.1:0"]);
+}

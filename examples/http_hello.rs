@@ -1,0 +1,214 @@
+//! A minimal HTTP/1.1 server with keep-alive, in either model: one fiber per
+//! connection (the default) or one async task (`--async`). The two `serve_*`
+//! functions below are the same code with and without `.await`.
+//!
+//! Run: `cargo run --release --example http_hello [--async] [ADDR]` (default
+//! `127.0.0.1:8080`), then `curl -v http://127.0.0.1:8080/` or
+//! `wrk -c 100 -d 10s http://127.0.0.1:8080/`.
+//!
+//! Bad input is answered, not crashed on: a head over 8 KiB gets `431`, a
+//! malformed request `400`, a client that goes quiet mid-request `408` after
+//! 10 s (an idle keep-alive connection is simply closed), and each closes only
+//! that connection.
+
+#[path = "support/http.rs"]
+mod http;
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use http::{Buffer, Next, Request, Response};
+
+/// How long a connection may stay silent.
+const IDLE: Duration = Duration::from_secs(10);
+/// How much a read asks for.
+const CHUNK: usize = 4096;
+
+/// The application: the same for both models.
+fn hello(request: &Request) -> Response {
+    match request.method.as_str() {
+        "GET" | "HEAD" => Response::text(200, "Hello, world!\n"),
+        _ => Response::text(405, "only GET and HEAD here\n"),
+    }
+}
+
+/// What to say when a read ended the connection, if anything: a timeout in
+/// the middle of a request gets `408`.
+fn on_silence(buffer: &Buffer, error: &io::Error) -> Option<Response> {
+    (error.kind() == ErrorKind::TimedOut && !buffer.is_empty())
+        .then(|| Response::text(408, "request timeout\n"))
+}
+
+/// After a rejection: how long, and how much, to drain what the client still
+/// sends, so that closing does not reset the connection (and destroy the
+/// response) while its bytes sit unread: nginx's "lingering close".
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Sends a rejection and closes the connection gracefully.
+fn reject_fiber(mut stream: fiberloop::net::TcpStream, response: &Response) -> io::Result<()> {
+    stream.write_all(&response.to_bytes(false))?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    stream.set_read_timeout(Some(LINGER))?;
+    let mut sink = [0; CHUNK];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        match stream.read(&mut sink)? {
+            0 => break,
+            n => drained += n,
+        }
+    }
+    Ok(())
+}
+
+/// [`reject_fiber`] for an async task.
+async fn reject_async(
+    mut stream: fiberloop::async_net::TcpStream,
+    response: &Response,
+) -> io::Result<()> {
+    stream.write_all(&response.to_bytes(false)).await?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let drain = async {
+        let mut sink = [0; CHUNK];
+        let mut drained = 0;
+        while drained < LINGER_BYTES {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        io::Result::Ok(())
+    };
+    fiberloop::time::timeout(LINGER, drain).await?
+}
+
+/// One connection, in a fiber: reads block only this fiber.
+fn serve_fiber(mut stream: fiberloop::net::TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(IDLE))?;
+    let mut buffer = Buffer::default();
+    loop {
+        match buffer.next_request() {
+            Next::Request(request) => {
+                let response = hello(&request);
+                stream.write_all(&response.to_bytes(request.keep_alive))?;
+                if !request.keep_alive {
+                    return Ok(());
+                }
+            }
+            Next::Reject(response) => return reject_fiber(stream, &response),
+            Next::NeedMore => match stream.read(buffer.spare(CHUNK)) {
+                Ok(0) => return Ok(()), // the client closed
+                Ok(n) => buffer.filled(CHUNK, n),
+                Err(e) => {
+                    if let Some(response) = on_silence(&buffer, &e) {
+                        return reject_fiber(stream, &response);
+                    }
+                    return Err(e);
+                }
+            },
+        }
+    }
+}
+
+/// One connection, in an async task: the same steps, awaited.
+async fn serve_async(mut stream: fiberloop::async_net::TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buffer = Buffer::default();
+    loop {
+        match buffer.next_request() {
+            Next::Request(request) => {
+                let response = hello(&request);
+                stream
+                    .write_all(&response.to_bytes(request.keep_alive))
+                    .await?;
+                if !request.keep_alive {
+                    return Ok(());
+                }
+            }
+            Next::Reject(response) => return reject_async(stream, &response).await,
+            Next::NeedMore => {
+                let read = fiberloop::time::timeout(IDLE, stream.read(buffer.spare(CHUNK))).await;
+                match read.map_err(io::Error::from).and_then(|r| r) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => buffer.filled(CHUNK, n),
+                    Err(e) => {
+                        if let Some(response) = on_silence(&buffer, &e) {
+                            return reject_async(stream, &response).await;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A connection error worth a line on stderr (not a client going away).
+fn report(e: &io::Error) {
+    if !matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::BrokenPipe | ErrorKind::TimedOut
+    ) {
+        eprintln!("connection ended: {e}");
+    }
+}
+
+fn main() -> io::Result<()> {
+    let mut use_async = false;
+    let mut addr = "127.0.0.1:8080".to_string();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--async" => use_async = true,
+            "-h" | "--help" => {
+                println!("usage: http_hello [--async] [ADDR]");
+                return Ok(());
+            }
+            a if a.starts_with('-') => {
+                eprintln!("http_hello: unknown option {a}\nusage: http_hello [--async] [ADDR]");
+                std::process::exit(2);
+            }
+            a => addr = a.to_string(),
+        }
+    }
+    if use_async {
+        fiberloop::block_on(async move {
+            let listener = fiberloop::async_net::TcpListener::bind(addr.as_str()).await?;
+            println!(
+                "http_hello (async) listening on http://{}",
+                listener.local_addr()?
+            );
+            loop {
+                // An accept error (out of descriptors) is returned after a back-off.
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                fiberloop::task::spawn(async move {
+                    if let Err(e) = serve_async(stream).await {
+                        report(&e);
+                    }
+                })
+                .detach();
+            }
+        })
+    } else {
+        fiberloop::run(move || {
+            let listener = fiberloop::net::TcpListener::bind(addr.as_str())?;
+            println!(
+                "http_hello (fibers) listening on http://{}",
+                listener.local_addr()?
+            );
+            loop {
+                let Ok((stream, _)) = listener.accept() else {
+                    continue;
+                };
+                fiberloop::spawn(move || {
+                    if let Err(e) = serve_fiber(stream) {
+                        report(&e);
+                    }
+                });
+            }
+        })
+    }
+}

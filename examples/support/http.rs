@@ -1,0 +1,221 @@
+//! Just enough HTTP/1.1 for the `http_hello` and `gateway` examples, with no
+//! I/O in it: the examples' fibers and tasks read bytes into a [`Buffer`] and
+//! ask it for the next request. Parsing is `httparse`'s; this adds framing
+//! (`Content-Length` bodies, keep-alive rules) and the limits a server needs.
+
+#![allow(dead_code)] // each example uses its part
+
+/// The largest request head accepted; a longer one gets `431`.
+pub const MAX_HEAD: usize = 8 * 1024;
+/// The largest request body accepted; a longer one gets `413`.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// The most headers a request may have.
+const MAX_HEADERS: usize = 64;
+
+/// A parsed request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Whether the client wants the connection kept open after the response
+    /// (HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with keep-alive).
+    pub keep_alive: bool,
+}
+
+impl Request {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the bytes received so far amount to.
+#[derive(Debug)]
+pub enum Next {
+    /// A whole request (its bytes are consumed from the buffer).
+    Request(Request),
+    /// Not a whole request yet: read more.
+    NeedMore,
+    /// A request the server refuses: send this response and close.
+    Reject(Response),
+}
+
+/// Bytes read from a connection and not yet parsed.
+#[derive(Debug, Default)]
+pub struct Buffer {
+    data: Vec<u8>,
+}
+
+impl Buffer {
+    /// Room to read into: at least `n` bytes past the data.
+    pub fn spare(&mut self, n: usize) -> &mut [u8] {
+        let len = self.data.len();
+        self.data.resize(len + n, 0);
+        &mut self.data[len..]
+    }
+
+    /// Keeps `n` bytes of the last [`spare`](Self::spare) and drops the rest.
+    pub fn filled(&mut self, spare: usize, n: usize) {
+        let len = self.data.len() - spare + n;
+        self.data.truncate(len);
+    }
+
+    /// Whether bytes of an unfinished request wait here.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The next request, if the buffer holds one.
+    pub fn next_request(&mut self) -> Next {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Request::new(&mut headers);
+        let head_len = match parsed.parse(&self.data) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if self.data.len() > MAX_HEAD => {
+                return Next::Reject(Response::text(431, "request header fields too large\n"))
+            }
+            Ok(httparse::Status::Partial) => return Next::NeedMore,
+            Err(httparse::Error::TooManyHeaders) => {
+                return Next::Reject(Response::text(431, "too many header fields\n"))
+            }
+            Err(e) => return Next::Reject(Response::text(400, &format!("bad request: {e}\n"))),
+        };
+        if head_len > MAX_HEAD {
+            return Next::Reject(Response::text(431, "request header fields too large\n"));
+        }
+        let version = parsed.version.unwrap_or(1);
+        let headers: Vec<(String, String)> = parsed
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let mut request = Request {
+            method: parsed.method.unwrap_or("GET").to_string(),
+            path: parsed.path.unwrap_or("/").to_string(),
+            headers,
+            body: Vec::new(),
+            keep_alive: false,
+        };
+        let connection = request.header("connection").map(str::to_ascii_lowercase);
+        request.keep_alive = match connection.as_deref() {
+            Some("close") => false,
+            Some("keep-alive") => true,
+            _ => version == 1,
+        };
+        if request.header("transfer-encoding").is_some() {
+            return Next::Reject(Response::text(
+                501,
+                "chunked request bodies are not supported\n",
+            ));
+        }
+        let body_len = match request.header("content-length").map(str::parse::<usize>) {
+            None => 0,
+            Some(Ok(n)) if n <= MAX_BODY => n,
+            Some(Ok(_)) => return Next::Reject(Response::text(413, "request body too large\n")),
+            Some(Err(_)) => return Next::Reject(Response::text(400, "bad content-length\n")),
+        };
+        if self.data.len() < head_len + body_len {
+            return Next::NeedMore;
+        }
+        request.body = self.data[head_len..head_len + body_len].to_vec();
+        self.data.drain(..head_len + body_len);
+        Next::Request(request)
+    }
+}
+
+/// A response to send.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A plain-text response.
+    pub fn text(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8".into(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// The response's bytes, with `Content-Length` and `Connection` set.
+    pub fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len(),
+            if keep_alive { "keep-alive" } else { "close" },
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Parses a whole response (as a backend sent it before closing).
+    ///
+    /// # Errors
+    /// A message saying what is wrong with it.
+    pub fn parse(bytes: &[u8]) -> Result<Response, String> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut headers);
+        let head_len = match parsed.parse(bytes) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Err("truncated response head".into()),
+            Err(e) => return Err(format!("bad response: {e}")),
+        };
+        let header = |name: &str| {
+            parsed
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned())
+        };
+        let mut body = &bytes[head_len..];
+        if let Some(len) = header("content-length") {
+            let len: usize = len.parse().map_err(|_| "bad content-length")?;
+            if body.len() < len {
+                return Err("truncated response body".into());
+            }
+            body = &body[..len];
+        }
+        Ok(Response {
+            status: parsed.code.unwrap_or(502),
+            content_type: header("content-type")
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            body: body.to_vec(),
+        })
+    }
+}
+
+/// The reason phrase for the statuses these examples send.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
