@@ -1,6 +1,7 @@
 //! A minimal HTTP/1.1 server with keep-alive, in either model: one fiber per
-//! connection (the default) or one async task (`--async`). The two `serve_*`
-//! functions below are the same code with and without `.await`.
+//! connection (the default) or one async task (`--async`). `serve_async`
+//! below is `http::serve` (in `support/http.rs`, shared with `gateway`) with
+//! `.await` added: the same steps in the same order.
 //!
 //! Run: `cargo run --release --example http_hello [--async] [ADDR]` (default
 //! `127.0.0.1:8080`), then `curl -v http://127.0.0.1:8080/` or
@@ -14,16 +15,10 @@
 #[path = "support/http.rs"]
 mod http;
 
-use std::io::{self, ErrorKind, Read, Write};
-use std::time::Duration;
+use std::io::{self, ErrorKind};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use http::{Buffer, Next, Request, Response};
-
-/// How long a connection may stay silent.
-const IDLE: Duration = Duration::from_secs(10);
-/// How much a read asks for.
-const CHUNK: usize = 4096;
+use http::{on_silence, Buffer, Next, Request, Response, CHUNK, IDLE, LINGER, LINGER_BYTES};
 
 /// The application: the same for both models.
 fn hello(request: &Request) -> Response {
@@ -33,36 +28,7 @@ fn hello(request: &Request) -> Response {
     }
 }
 
-/// What to say when a read ended the connection, if anything: a timeout in
-/// the middle of a request gets `408`.
-fn on_silence(buffer: &Buffer, error: &io::Error) -> Option<Response> {
-    (error.kind() == ErrorKind::TimedOut && !buffer.is_empty())
-        .then(|| Response::text(408, "request timeout\n"))
-}
-
-/// After a rejection: how long, and how much, to drain what the client still
-/// sends, so that closing does not reset the connection (and destroy the
-/// response) while its bytes sit unread: nginx's "lingering close".
-const LINGER: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 256 * 1024;
-
-/// Sends a rejection and closes the connection gracefully.
-fn reject_fiber(mut stream: fiberloop::net::TcpStream, response: &Response) -> io::Result<()> {
-    stream.write_all(&response.to_bytes(false))?;
-    stream.shutdown(std::net::Shutdown::Write)?;
-    stream.set_read_timeout(Some(LINGER))?;
-    let mut sink = [0; CHUNK];
-    let mut drained = 0;
-    while drained < LINGER_BYTES {
-        match stream.read(&mut sink)? {
-            0 => break,
-            n => drained += n,
-        }
-    }
-    Ok(())
-}
-
-/// [`reject_fiber`] for an async task.
+/// `http::reject` (the fibers' version) for an async task.
 async fn reject_async(
     mut stream: fiberloop::async_net::TcpStream,
     response: &Response,
@@ -81,35 +47,6 @@ async fn reject_async(
         io::Result::Ok(())
     };
     fiberloop::time::timeout(LINGER, drain).await?
-}
-
-/// One connection, in a fiber: reads block only this fiber.
-fn serve_fiber(mut stream: fiberloop::net::TcpStream) -> io::Result<()> {
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(IDLE))?;
-    let mut buffer = Buffer::default();
-    loop {
-        match buffer.next_request() {
-            Next::Request(request) => {
-                let response = hello(&request);
-                stream.write_all(&response.to_bytes(request.keep_alive))?;
-                if !request.keep_alive {
-                    return Ok(());
-                }
-            }
-            Next::Reject(response) => return reject_fiber(stream, &response),
-            Next::NeedMore => match stream.read(buffer.spare(CHUNK)) {
-                Ok(0) => return Ok(()), // the client closed
-                Ok(n) => buffer.filled(CHUNK, n),
-                Err(e) => {
-                    if let Some(response) = on_silence(&buffer, &e) {
-                        return reject_fiber(stream, &response);
-                    }
-                    return Err(e);
-                }
-            },
-        }
-    }
 }
 
 /// One connection, in an async task: the same steps, awaited.
@@ -204,7 +141,7 @@ fn main() -> io::Result<()> {
                     continue;
                 };
                 fiberloop::spawn(move || {
-                    if let Err(e) = serve_fiber(stream) {
+                    if let Err(e) = http::serve(stream, hello) {
                         report(&e);
                     }
                 });

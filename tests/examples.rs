@@ -373,3 +373,38 @@ fn http_hello_serves_keep_alive_and_rejects_bad_requests_with_fibers() {
 fn http_hello_serves_keep_alive_and_rejects_bad_requests_with_async() {
     http_hello_behaves(&["--async", "127.0.0.1:0"]);
 }
+
+#[test]
+fn gateway_relays_and_answers_502_and_504_for_bad_backends() {
+    use std::io::Write;
+    let server = Running::start("gateway", &["127.0.0.1:0", "--timeout-ms", "300"]);
+    let mut stream = server.connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut ask = |request: &str| {
+        stream.write_all(request.as_bytes()).unwrap();
+        read_response(&mut reader)
+    };
+    // Relayed, on one keep-alive connection.
+    let (status, connection, body) = ask("GET /users/42 HTTP/1.1\r\nHost: g\r\n\r\n");
+    assert_eq!((status, connection.as_str()), (200, "keep-alive"), "{body}");
+    assert!(
+        body.contains("\"service\":\"users\"") && body.contains("\"path\":\"/users/42\""),
+        "{body}"
+    );
+    let (status, _, body) =
+        ask("POST /orders HTTP/1.1\r\nHost: g\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"method\":\"POST\""), "{body}");
+    // A backend that is down, one that is too slow, and no backend at all.
+    let (status, _, body) = ask("GET /billing/1 HTTP/1.1\r\nHost: g\r\n\r\n");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("billing is unavailable"), "{body}");
+    let (status, _, body) = ask("GET /reports/daily HTTP/1.1\r\nHost: g\r\n\r\n");
+    assert_eq!(status, 504, "{body}");
+    let (status, _, _) = ask("GET /nowhere HTTP/1.1\r\nHost: g\r\n\r\n");
+    assert_eq!(status, 404);
+    // And it still serves after all that.
+    let (status, _, body) = ask("GET /users/1 HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 200, "{body}");
+    assert_closed(&mut reader);
+}

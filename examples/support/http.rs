@@ -5,12 +5,84 @@
 
 #![allow(dead_code)] // each example uses its part
 
+use std::io::{self, ErrorKind, Read, Write};
+use std::time::Duration;
+
+/// How long a connection may stay silent.
+pub const IDLE: Duration = Duration::from_secs(10);
+/// How much a read asks for.
+pub const CHUNK: usize = 4096;
+
 /// The largest request head accepted; a longer one gets `431`.
 pub const MAX_HEAD: usize = 8 * 1024;
 /// The largest request body accepted; a longer one gets `413`.
 pub const MAX_BODY: usize = 1024 * 1024;
 /// The most headers a request may have.
 const MAX_HEADERS: usize = 64;
+
+/// What to say when a read ended the connection, if anything: a timeout in
+/// the middle of a request gets `408`.
+pub fn on_silence(buffer: &Buffer, error: &io::Error) -> Option<Response> {
+    (error.kind() == ErrorKind::TimedOut && !buffer.is_empty())
+        .then(|| Response::text(408, "request timeout\n"))
+}
+
+/// After a rejection: how long, and how much, to drain what the client still
+/// sends, so that closing does not reset the connection (and destroy the
+/// response) while its bytes sit unread: nginx's "lingering close".
+pub const LINGER: Duration = Duration::from_secs(2);
+pub const LINGER_BYTES: usize = 256 * 1024;
+
+/// Sends a rejection and closes the connection gracefully.
+pub fn reject(mut stream: fiberloop::net::TcpStream, response: &Response) -> io::Result<()> {
+    stream.write_all(&response.to_bytes(false))?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    stream.set_read_timeout(Some(LINGER))?;
+    let mut sink = [0; CHUNK];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        match stream.read(&mut sink)? {
+            0 => break,
+            n => drained += n,
+        }
+    }
+    Ok(())
+}
+
+/// Serves one connection in a fiber, answering each request with `handler`
+/// (which may block its fiber too); reads block only this fiber. Ends when
+/// the client closes, asks to, goes quiet for [`IDLE`], or sends a request
+/// that is refused (answered, then a lingering close).
+pub fn serve(
+    mut stream: fiberloop::net::TcpStream,
+    mut handler: impl FnMut(&Request) -> Response,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(IDLE))?;
+    let mut buffer = Buffer::default();
+    loop {
+        match buffer.next_request() {
+            Next::Request(request) => {
+                let response = handler(&request);
+                stream.write_all(&response.to_bytes(request.keep_alive))?;
+                if !request.keep_alive {
+                    return Ok(());
+                }
+            }
+            Next::Reject(response) => return reject(stream, &response),
+            Next::NeedMore => match stream.read(buffer.spare(CHUNK)) {
+                Ok(0) => return Ok(()), // the client closed
+                Ok(n) => buffer.filled(CHUNK, n),
+                Err(e) => {
+                    if let Some(response) = on_silence(&buffer, &e) {
+                        return reject(stream, &response);
+                    }
+                    return Err(e);
+                }
+            },
+        }
+    }
+}
 
 /// A parsed request.
 #[derive(Debug, Clone)]
