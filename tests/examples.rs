@@ -408,3 +408,104 @@ fn gateway_relays_and_answers_502_and_504_for_bad_backends() {
     assert_eq!(status, 200, "{body}");
     assert_closed(&mut reader);
 }
+
+#[test]
+fn chat_joins_broadcasts_and_leaves() {
+    use std::io::Write;
+    let server = Running::start("chat", &["127.0.0.1:0"]);
+    struct Client {
+        stream: std::net::TcpStream,
+        reader: BufReader<std::net::TcpStream>,
+    }
+    impl Client {
+        fn line(&mut self) -> String {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            line.trim_end().to_string()
+        }
+        fn say(&mut self, text: &str) {
+            writeln!(self.stream, "{text}").unwrap();
+        }
+    }
+    let connect = || {
+        let stream = server.connect();
+        let mut client = Client {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            stream,
+        };
+        assert_eq!(client.line(), "welcome to fiberloop chat! your name?");
+        client
+    };
+    let mut alice = connect();
+    alice.say("alice");
+    assert!(alice.line().starts_with("hello alice, 1 online"));
+    let mut bob = connect();
+    bob.say("no spaces please");
+    assert!(bob.line().starts_with("* names are 1-20 letters"));
+    bob.say("bob");
+    assert!(bob.line().starts_with("hello bob, 2 online"));
+    assert_eq!(alice.line(), "* bob joined");
+    bob.say("hi all");
+    assert_eq!(alice.line(), "bob: hi all");
+    alice.say("hi bob\r"); // telnet's line ending
+    assert_eq!(bob.line(), "alice: hi bob");
+    let mut carol = connect();
+    carol.say("alice");
+    assert_eq!(carol.line(), "* name taken, try another:");
+    alice.say("/who");
+    assert_eq!(alice.line(), "* online: alice, bob");
+    bob.say("/quit");
+    assert_eq!(bob.line(), "", "bob's connection is closed");
+    assert_eq!(alice.line(), "* bob left");
+    carol.say("carol");
+    assert!(carol.line().starts_with("hello carol, 2 online"));
+    assert_eq!(alice.line(), "* carol joined");
+    carol.say(&"x".repeat(5000));
+    assert_eq!(carol.line(), "* line too long, bye");
+    assert_eq!(carol.line(), "", "carol's connection is closed");
+    assert_eq!(alice.line(), "* carol left");
+}
+
+#[test]
+fn chat_drops_a_client_that_stops_reading_and_serves_on() {
+    use std::io::Write;
+    let server = Running::start("chat", &["127.0.0.1:0"]);
+    let join = |name: &str| {
+        let mut stream = server.connect();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        writeln!(stream, "{name}").unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap(); // welcome
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("hello"), "{line}");
+        (stream, reader)
+    };
+    let (_dave, _dave_reader) = join("dave"); // never reads again
+    let (mut alice, mut alice_reader) = join("alice");
+    // Alice talks until the server gives up on dave; bounded at 100 MB.
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let talker = std::thread::spawn({
+        let dropped = dropped.clone();
+        move || {
+            let line = format!("{}\n", "y".repeat(999));
+            for _ in 0..100_000 {
+                if dropped.load(std::sync::atomic::Ordering::Relaxed)
+                    || alice.write_all(line.as_bytes()).is_err()
+                {
+                    break;
+                }
+            }
+            alice
+        }
+    });
+    let mut line = String::new();
+    alice_reader.read_line(&mut line).unwrap();
+    dropped.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(line, "* dave was too slow and was dropped\n");
+    let mut alice = talker.join().unwrap();
+    writeln!(alice, "/who").unwrap();
+    line.clear();
+    alice_reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "* online: alice\n");
+}
