@@ -237,6 +237,8 @@ fn subprocess_zen_prints_the_childs_lines_and_ticks_meanwhile() {
 /// A server example running in the background, killed when dropped.
 struct Running {
     child: std::process::Child,
+    /// The rest of its standard output.
+    stdout: BufReader<std::process::ChildStdout>,
     /// The address from its first line ("... listening on [http://]ADDR").
     addr: String,
 }
@@ -249,13 +251,16 @@ impl Running {
             .spawn()
             .expect("start the server example");
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut first).unwrap();
         assert!(first.contains("listening on "), "{first}");
         let addr = first.trim().rsplit(' ').next().unwrap();
         let addr = addr.trim_start_matches("http://").to_string();
-        Running { child, addr }
+        Running {
+            child,
+            stdout,
+            addr,
+        }
     }
 
     fn connect(&self) -> std::net::TcpStream {
@@ -508,4 +513,75 @@ fn chat_drops_a_client_that_stops_reading_and_serves_on() {
     line.clear();
     alice_reader.read_line(&mut line).unwrap();
     assert_eq!(line, "* online: alice\n");
+}
+
+#[test]
+fn graceful_shutdown_finishes_busy_work_closes_idle_and_cancels_the_late() {
+    use std::io::{Read, Write};
+    let mut server = Running::start("graceful_shutdown", &["127.0.0.1:0", "--grace-ms", "1000"]);
+    let connect = |work: Option<u32>| {
+        let mut stream = server.connect();
+        if let Some(ms) = work {
+            writeln!(stream, "work {ms}").unwrap();
+        }
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        (stream, reader)
+    };
+    // A bad request is answered and the connection lives on.
+    let (mut quick, mut quick_reader) = connect(None);
+    writeln!(quick, "play").unwrap();
+    let mut line = String::new();
+    quick_reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("error: send `work MS`"), "{line}");
+
+    let (_a, mut a) = connect(Some(400)); // finishes within the grace period
+    let (_b, mut b) = connect(Some(20_000)); // still busy at the deadline
+    let (_c, mut c) = connect(None); // idle
+    std::thread::sleep(Duration::from_millis(150)); // let the server read both requests
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+
+    // The idle connection closes at once; the busy one gets its answer, then a goodbye.
+    let mut rest = String::new();
+    c.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "");
+    line.clear();
+    a.read_line(&mut line).unwrap();
+    assert_eq!(line, "done 400\n");
+    line.clear();
+    a.read_line(&mut line).unwrap();
+    assert_eq!(line, "bye: the server is shutting down\n");
+    // No new connections.
+    let refused = std::net::TcpStream::connect(&server.addr).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    // The late one is cut off at the deadline (closed without an answer).
+    let mut buf = Vec::new();
+    let _ = b.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&buf));
+
+    // And the process exits by itself, successfully, saying what happened.
+    let mut out = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    server.stdout.read_to_string(&mut out).unwrap();
+    assert!(status.success(), "{status:?} {out}");
+    assert!(
+        out.contains("SIGTERM: stopped accepting; 4 open connection(s), 2 busy"),
+        "{out}"
+    );
+    assert!(out.contains("closed 2 idle connection(s)"), "{out}");
+    assert!(
+        out.contains("done: 1 finished in time, 1 cancelled at the deadline"),
+        "{out}"
+    );
 }
