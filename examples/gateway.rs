@@ -42,7 +42,7 @@ fn start_backend(name: &'static str, delay: Duration) -> io::Result<SocketAddr> 
                 for stream in listener.incoming() {
                     let Ok(stream) = stream else { continue };
                     fiberloop::spawn(move || {
-                        let _ = http::serve(stream, |request| {
+                        let _ = http::serve(stream, http::IDLE, |request| {
                             fiberloop::sleep(delay); // only this fiber waits
                             let mut response = Response::text(
                                 200,
@@ -167,7 +167,9 @@ fn main() -> io::Result<()> {
             let routes = routes.clone();
             fiberloop::spawn(move || {
                 let client = peer.ip().to_string();
-                let _ = http::serve(stream, |request| routes.handle(request, &client));
+                let _ = http::serve(stream, http::IDLE, |request| {
+                    routes.handle(request, &client)
+                });
             });
         }
     })

@@ -3,22 +3,23 @@
 //! below is `http::serve` (in `support/http.rs`, shared with `gateway`) with
 //! `.await` added: the same steps in the same order.
 //!
-//! Run: `cargo run --release --example http_hello [--async] [ADDR]` (default
-//! `127.0.0.1:8080`), then `curl -v http://127.0.0.1:8080/` or
+//! Run: `cargo run --release --example http_hello [--async] [--idle-ms N]
+//! [ADDR]` (default `127.0.0.1:8080`, 10 s idle), then `curl -v http://127.0.0.1:8080/` or
 //! `wrk -c 100 -d 10s http://127.0.0.1:8080/`.
 //!
 //! Bad input is answered, not crashed on: a head over 8 KiB gets `431`, a
-//! malformed request `400`, a client that goes quiet mid-request `408` after
-//! 10 s (an idle keep-alive connection is simply closed), and each closes only
-//! that connection.
+//! malformed request `400`, a client that goes quiet mid-request `408` once
+//! the idle time passes (an idle keep-alive connection is simply closed),
+//! and each closes only that connection, freeing its fiber or task.
 
 #[path = "support/http.rs"]
 mod http;
 
 use std::io::{self, ErrorKind};
+use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use http::{on_silence, Buffer, Next, Request, Response, CHUNK, IDLE, LINGER, LINGER_BYTES};
+use http::{on_silence, Buffer, Next, Request, Response, CHUNK, LINGER, LINGER_BYTES};
 
 /// The application: the same for both models.
 fn hello(request: &Request) -> Response {
@@ -50,7 +51,10 @@ async fn reject_async(
 }
 
 /// One connection, in an async task: the same steps, awaited.
-async fn serve_async(mut stream: fiberloop::async_net::TcpStream) -> io::Result<()> {
+async fn serve_async(
+    mut stream: fiberloop::async_net::TcpStream,
+    idle: Duration,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buffer = Buffer::default();
     loop {
@@ -66,10 +70,10 @@ async fn serve_async(mut stream: fiberloop::async_net::TcpStream) -> io::Result<
             }
             Next::Reject(response) => return reject_async(stream, &response).await,
             Next::NeedMore => {
-                let read = fiberloop::time::timeout(IDLE, stream.read(buffer.spare(CHUNK))).await;
+                let read = fiberloop::time::timeout(idle, stream.read(buffer.spare(CHUNK))).await;
                 match read.map_err(io::Error::from).and_then(|r| r) {
                     Ok(0) => return Ok(()),
-                    Ok(n) => buffer.filled(CHUNK, n),
+                    Ok(n) => buffer.filled(n),
                     Err(e) => {
                         if let Some(response) = on_silence(&buffer, &e) {
                             return reject_async(stream, &response).await;
@@ -93,17 +97,27 @@ fn report(e: &io::Error) {
 }
 
 fn main() -> io::Result<()> {
+    const USAGE: &str = "usage: http_hello [--async] [--idle-ms N] [ADDR]";
     let mut use_async = false;
     let mut addr = "127.0.0.1:8080".to_string();
-    for arg in std::env::args().skip(1) {
+    let mut idle = http::IDLE;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--async" => use_async = true,
+            "--idle-ms" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(ms) if ms > 0 => idle = Duration::from_millis(ms),
+                _ => {
+                    eprintln!("http_hello: --idle-ms needs a positive number\n{USAGE}");
+                    std::process::exit(2);
+                }
+            },
             "-h" | "--help" => {
-                println!("usage: http_hello [--async] [ADDR]");
+                println!("{USAGE}");
                 return Ok(());
             }
             a if a.starts_with('-') => {
-                eprintln!("http_hello: unknown option {a}\nusage: http_hello [--async] [ADDR]");
+                eprintln!("http_hello: unknown option {a}\n{USAGE}");
                 std::process::exit(2);
             }
             a => addr = a.to_string(),
@@ -122,7 +136,7 @@ fn main() -> io::Result<()> {
                     continue;
                 };
                 fiberloop::task::spawn(async move {
-                    if let Err(e) = serve_async(stream).await {
+                    if let Err(e) = serve_async(stream, idle).await {
                         report(&e);
                     }
                 })
@@ -141,7 +155,7 @@ fn main() -> io::Result<()> {
                     continue;
                 };
                 fiberloop::spawn(move || {
-                    if let Err(e) = http::serve(stream, hello) {
+                    if let Err(e) = http::serve(stream, idle, hello) {
                         report(&e);
                     }
                 });

@@ -367,16 +367,30 @@ fn http_hello_behaves(args: &[&str]) {
     stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut reader).1, "close");
     assert_closed(&mut reader);
+
+    // Slow clients: silent mid-request gets 408, silent between requests is
+    // closed; either way the server serves on.
+    let mut stream = server.connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    stream.write_all(b"GET / HTTP/1.1\r\nHost:").unwrap();
+    assert_eq!(read_response(&mut reader).0, 408);
+    assert_closed(&mut reader);
+    let stream = server.connect();
+    assert_closed(&mut BufReader::new(stream));
+    let mut stream = server.connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut reader).0, 200);
 }
 
 #[test]
 fn http_hello_serves_keep_alive_and_rejects_bad_requests_with_fibers() {
-    http_hello_behaves(&["127.0.0.1:0"]);
+    http_hello_behaves(&["--idle-ms", "300", "127.0.0.1:0"]);
 }
 
 #[test]
 fn http_hello_serves_keep_alive_and_rejects_bad_requests_with_async() {
-    http_hello_behaves(&["--async", "127.0.0.1:0"]);
+    http_hello_behaves(&["--async", "--idle-ms", "300", "127.0.0.1:0"]);
 }
 
 #[test]

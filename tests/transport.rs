@@ -335,3 +335,45 @@ fn misuse_gets_clear_errors() {
     let err = transport::attach(a, Echo::new(&Log::default())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound);
 }
+
+#[test]
+fn serve_runs_protocols_over_a_unix_listener_and_tcp_streams_attach_from_the_async_face() {
+    let path = std::env::temp_dir().join(format!("fiberloop-{}-proto.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let p = path.clone();
+    fiberloop::run(move || {
+        let log = Log::default();
+        let listener = fiberloop::net::UnixListener::bind(&p).unwrap();
+        let server = transport::serve(listener, {
+            let log = log.clone();
+            move || Echo::new(&log)
+        })
+        .unwrap();
+        for round in 0..3u8 {
+            let mut client = UnixStream::connect(&p).unwrap();
+            client.write_all(&[round; 3]).unwrap();
+            let mut back = [0; 3];
+            client.read_exact(&mut back).unwrap();
+            assert_eq!(back, [round; 3]);
+        }
+        server.close();
+
+        // A TCP stream from the async face, and its peer address.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = fiberloop::spawn(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(b"via async").unwrap();
+            let mut back = [0; 9];
+            stream.read_exact(&mut back).unwrap();
+            (back, stream.local_addr().unwrap())
+        });
+        let (accepted, _) = listener.accept().unwrap();
+        let accepted = fiberloop::async_net::TcpStream::from(accepted);
+        let transport = transport::attach(accepted, Echo::new(&log)).unwrap();
+        let (back, client_addr) = client.join().unwrap();
+        assert_eq!(&back, b"via async");
+        assert_eq!(transport.peer().to_string(), client_addr.to_string());
+    });
+    let _ = std::fs::remove_file(&path);
+}

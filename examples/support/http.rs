@@ -8,7 +8,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::time::Duration;
 
-/// How long a connection may stay silent.
+/// How long a connection may stay silent, unless the server says otherwise.
 pub const IDLE: Duration = Duration::from_secs(10);
 /// How much a read asks for.
 pub const CHUNK: usize = 4096;
@@ -51,14 +51,15 @@ pub fn reject(mut stream: fiberloop::net::TcpStream, response: &Response) -> io:
 
 /// Serves one connection in a fiber, answering each request with `handler`
 /// (which may block its fiber too); reads block only this fiber. Ends when
-/// the client closes, asks to, goes quiet for [`IDLE`], or sends a request
+/// the client closes, asks to, goes quiet for `idle`, or sends a request
 /// that is refused (answered, then a lingering close).
 pub fn serve(
     mut stream: fiberloop::net::TcpStream,
+    idle: Duration,
     mut handler: impl FnMut(&Request) -> Response,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(IDLE))?;
+    stream.set_read_timeout(Some(idle))?;
     let mut buffer = Buffer::default();
     loop {
         match buffer.next_request() {
@@ -72,7 +73,7 @@ pub fn serve(
             Next::Reject(response) => return reject(stream, &response),
             Next::NeedMore => match stream.read(buffer.spare(CHUNK)) {
                 Ok(0) => return Ok(()), // the client closed
-                Ok(n) => buffer.filled(CHUNK, n),
+                Ok(n) => buffer.filled(n),
                 Err(e) => {
                     if let Some(response) = on_silence(&buffer, &e) {
                         return reject(stream, &response);
@@ -117,38 +118,46 @@ pub enum Next {
     Reject(Response),
 }
 
-/// Bytes read from a connection and not yet parsed.
+/// Bytes read from a connection and not yet parsed: `data[..len]`, with
+/// room after it to read into.
 #[derive(Debug, Default)]
 pub struct Buffer {
     data: Vec<u8>,
+    len: usize,
 }
 
 impl Buffer {
-    /// Room to read into: at least `n` bytes past the data.
+    /// Room to read into: `n` bytes past the data.
     pub fn spare(&mut self, n: usize) -> &mut [u8] {
-        let len = self.data.len();
-        self.data.resize(len + n, 0);
-        &mut self.data[len..]
+        if self.data.len() < self.len + n {
+            self.data.resize(self.len + n, 0);
+        }
+        &mut self.data[self.len..self.len + n]
     }
 
-    /// Keeps `n` bytes of the last [`spare`](Self::spare) and drops the rest.
-    pub fn filled(&mut self, spare: usize, n: usize) {
-        let len = self.data.len() - spare + n;
-        self.data.truncate(len);
+    /// Counts `n` bytes read into the last [`spare`](Self::spare) as data.
+    pub fn filled(&mut self, n: usize) {
+        self.len += n;
     }
 
     /// Whether bytes of an unfinished request wait here.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len == 0
+    }
+
+    /// Drops the first `n` bytes of data.
+    fn consume(&mut self, n: usize) {
+        self.data.copy_within(n..self.len, 0);
+        self.len -= n;
     }
 
     /// The next request, if the buffer holds one.
     pub fn next_request(&mut self) -> Next {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut headers);
-        let head_len = match parsed.parse(&self.data) {
+        let head_len = match parsed.parse(&self.data[..self.len]) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if self.data.len() > MAX_HEAD => {
+            Ok(httparse::Status::Partial) if self.len > MAX_HEAD => {
                 return Next::Reject(Response::text(431, "request header fields too large\n"))
             }
             Ok(httparse::Status::Partial) => return Next::NeedMore,
@@ -196,11 +205,11 @@ impl Buffer {
             Some(Ok(_)) => return Next::Reject(Response::text(413, "request body too large\n")),
             Some(Err(_)) => return Next::Reject(Response::text(400, "bad content-length\n")),
         };
-        if self.data.len() < head_len + body_len {
+        if self.len < head_len + body_len {
             return Next::NeedMore;
         }
         request.body = self.data[head_len..head_len + body_len].to_vec();
-        self.data.drain(..head_len + body_len);
+        self.consume(head_len + body_len);
         Next::Request(request)
     }
 }
