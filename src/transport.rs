@@ -50,6 +50,10 @@
 //! [`pause_writing`](Protocol::pause_writing) call right after it returns,
 //! not from inside `write` as in asyncio.
 //!
+//! A panic in a callback ends only that connection: its driver task stops,
+//! the socket closes (without `connection_lost`), and the loop and the other
+//! connections go on.
+//!
 //! A transport belongs to its loop's thread (it is neither `Send` nor
 //! `Sync`); fibers and tasks of that loop may use it too.
 
@@ -109,8 +113,13 @@ pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// How many reads a driver makes before it lets other tasks run.
 const READ_BUDGET: usize = 16;
 
-/// The size of a driver's read buffer.
+/// The size of the read buffer the drivers of a thread share.
 const READ_CHUNK: usize = 16 * 1024;
+
+thread_local! {
+    /// The shared read buffer, absent while a driver holds it.
+    static READ_BUF: Cell<Option<Box<[u8]>>> = const { Cell::new(None) };
+}
 
 /// The two things a driver needs from a socket, whatever its family. The
 /// waiting goes through the socket's reactor registration, as everywhere.
@@ -207,7 +216,11 @@ impl fmt::Debug for Stream {
 }
 
 impl From<net::TcpStream> for Stream {
+    /// Also sets `TCP_NODELAY`, as asyncio does for its TCP transports: a
+    /// transport's writes are already whole messages, and Nagle's delay would
+    /// only hold them back.
     fn from(stream: net::TcpStream) -> Stream {
+        let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().map_or(Peer::Unknown, Peer::Tcp);
         Stream {
             endpoint: Box::new(stream.into_inner()),
@@ -521,7 +534,6 @@ pub fn attach<S: Into<Stream>, P: Protocol>(stream: S, mut protocol: P) -> io::R
     crate::task::spawn(Driver {
         transport: transport.clone(),
         protocol,
-        buf: Vec::new(),
         done: false,
     })
     .detach();
@@ -623,7 +635,6 @@ where
 struct Driver<P> {
     transport: Transport,
     protocol: P,
-    buf: Vec<u8>,
     done: bool,
 }
 
@@ -700,28 +711,34 @@ impl<P: Protocol> Driver<P> {
                 return Step::Wait;
             }
         }
-        if self.buf.is_empty() {
-            self.buf = vec![0; READ_CHUNK];
-        }
-        let read = match shared.endpoint.borrow().as_ref() {
-            Some(endpoint) => endpoint.poll_read(cx, &mut self.buf),
-            None => return Step::End(None),
-        };
-        match read {
-            Poll::Pending => Step::Wait,
-            Poll::Ready(Err(e)) => Step::End(Some(e)),
-            Poll::Ready(Ok(0)) => {
+        // One read buffer per thread, lent to whichever driver reads: the
+        // protocol only borrows the bytes, so idle connections hold none.
+        let mut buf = READ_BUF
+            .with(Cell::take)
+            .unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice());
+        let read = shared
+            .endpoint
+            .borrow()
+            .as_ref()
+            .map(|endpoint| endpoint.poll_read(cx, &mut buf));
+        let step = match read {
+            None => Step::End(None), // closed under us
+            Some(Poll::Pending) => Step::Wait,
+            Some(Poll::Ready(Err(e))) => Step::End(Some(e)),
+            Some(Poll::Ready(Ok(0))) => {
                 shared.state.borrow_mut().eof_received = true;
                 if !self.protocol.eof_received() {
                     shared.state.borrow_mut().closing = true;
                 }
                 Step::Continue
             }
-            Poll::Ready(Ok(n)) => {
-                self.protocol.data_received(&self.buf[..n]);
+            Some(Poll::Ready(Ok(n))) => {
+                self.protocol.data_received(&buf[..n]);
                 Step::Continue
             }
-        }
+        };
+        READ_BUF.with(|cell| cell.set(Some(buf)));
+        step
     }
 
     fn step(&mut self, cx: &mut Context<'_>) -> Option<Option<io::Error>> {

@@ -377,3 +377,28 @@ fn serve_runs_protocols_over_a_unix_listener_and_tcp_streams_attach_from_the_asy
     });
     let _ = std::fs::remove_file(&path);
 }
+
+struct Panicker;
+
+impl Protocol for Panicker {
+    fn data_received(&mut self, _: &[u8]) {
+        panic!("protocol bug");
+    }
+}
+
+#[test]
+fn a_panicking_protocol_closes_only_its_connection() {
+    fiberloop::run(|| {
+        let log = Log::default();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let (c, mut d) = UnixStream::pair().unwrap();
+        transport::attach(a, Panicker).unwrap();
+        transport::attach(c, Echo::new(&log)).unwrap();
+        b.write_all(b"boom").unwrap();
+        let mut buf = [0; 4];
+        assert_eq!(b.read(&mut buf).unwrap(), 0, "its socket is closed");
+        d.write_all(b"fine").unwrap();
+        d.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"fine");
+    });
+}

@@ -5,7 +5,7 @@
 //! ```text
 //! compare [--full] [--only W1,W2] [--models M1,M2] [--out DIR] [--smoke]
 //!   workloads: spawn_join yield ping_pong skynet echo idle deep
-//!   models:    fibers async tokio-ct tokio-mt threads may mio
+//!   models:    fibers async tokio-ct tokio-mt threads may callbacks mio
 //! ```
 //!
 //! The default quick mode takes about a minute on two cores; `--full` runs
@@ -270,7 +270,7 @@ fn micro_table(work: Micro, opts: &Options) -> Table {
         work.name(),
         |model| {
             if !work.supports(model) {
-                return Err("no tasks in the mio floor".into());
+                return Err("a servers-only model has no tasks".into());
             }
             // Calibrate: aim each measurement at the plan's micro time.
             let probe = micro::run(work, model, 50).expect("supported");

@@ -32,9 +32,9 @@ impl Micro {
         }
     }
 
-    /// Whether `model` has this workload (the mio floor has none).
+    /// Whether `model` has this workload (the servers-only models have none).
     pub fn supports(self, model: Model) -> bool {
-        model != Model::Mio
+        model.has_tasks()
     }
 }
 
@@ -85,7 +85,7 @@ fn spawn_join(model: Model, iters: u64) -> Duration {
         }),
         Model::Threads => timed(iters, || std::thread::spawn(|| ()).join().unwrap()),
         Model::May => in_may(move || timed(iters, || may::go!(|| ()).join().unwrap())),
-        Model::Mio => unreachable!("no spawn in the mio floor"),
+        Model::Callbacks | Model::Mio => unreachable!("no spawn in {}", model.name()),
     }
 }
 
@@ -150,7 +150,7 @@ fn yield_round_trip(model: Model, iters: u64) -> Duration {
             other.join().unwrap();
             elapsed / 2
         }),
-        Model::Mio => unreachable!("no tasks in the mio floor"),
+        Model::Callbacks | Model::Mio => unreachable!("no tasks in {}", model.name()),
     }
 }
 
@@ -246,7 +246,7 @@ fn ping_pong(model: Model, iters: u64) -> Duration {
             echo.join().unwrap();
             elapsed
         }),
-        Model::Mio => unreachable!("no channels in the mio floor"),
+        Model::Callbacks | Model::Mio => unreachable!("no channels in {}", model.name()),
     }
 }
 

@@ -17,19 +17,22 @@ pub enum Model {
     Threads,
     /// `may`: stackful coroutines on a work-stealing scheduler (one worker here).
     May,
+    /// fiberloop's transports and protocols (PEP 3156 callbacks): servers only.
+    Callbacks,
     /// A hand-written single-threaded mio loop: what the syscalls alone cost.
     Mio,
 }
 
 impl Model {
     /// Every model, in table order.
-    pub const ALL: [Model; 7] = [
+    pub const ALL: [Model; 8] = [
         Model::Fibers,
         Model::Async,
         Model::TokioCt,
         Model::TokioMt,
         Model::Threads,
         Model::May,
+        Model::Callbacks,
         Model::Mio,
     ];
 
@@ -42,8 +45,15 @@ impl Model {
             Model::TokioMt => "tokio-mt",
             Model::Threads => "threads",
             Model::May => "may",
+            Model::Callbacks => "callbacks",
             Model::Mio => "mio",
         }
+    }
+
+    /// Whether the model has tasks to spawn (the callback style and the mio
+    /// floor only serve connections).
+    pub fn has_tasks(self) -> bool {
+        !matches!(self, Model::Callbacks | Model::Mio)
     }
 
     /// The model called `name`.

@@ -44,7 +44,7 @@ impl Proto {
 
     /// Why `model` has no server for this protocol, if it has none.
     pub fn unsupported(self, model: Model) -> Option<&'static str> {
-        (self == Proto::Deep && model == Model::Mio)
+        (self == Proto::Deep && matches!(model, Model::Callbacks | Model::Mio))
             .then_some("a hand-written parser state machine is out of scope")
     }
 }
@@ -143,11 +143,55 @@ fn serve(model: Model, proto: Proto, tx: PortTx) {
             .join()
             .unwrap();
         }
+        Model::Callbacks => fiberloop::run(move || {
+            let bound = fiberloop::net::TcpListener::bind(addr);
+            let Some(listener) = announce(&tx, bound, |l| l.local_addr()) else {
+                return;
+            };
+            let _server =
+                fiberloop::transport::serve(listener, || EchoProtocol(None)).expect("on a loop");
+            fiberloop::wait(std::future::pending::<()>()).ok(); // serve until the process ends
+        }),
         Model::Mio => {
             if let Err(e) = mio_floor(&tx) {
                 eprintln!("mio server: {e}");
             }
         }
+    }
+}
+
+// ---- callbacks: a PEP 3156 protocol ------------------------------------------
+
+/// `examples/echo_protocol.rs`'s protocol, counted in [`ACTIVE`].
+struct EchoProtocol(Option<fiberloop::transport::Transport>);
+
+impl fiberloop::transport::Protocol for EchoProtocol {
+    fn connection_made(&mut self, transport: &fiberloop::transport::Transport) {
+        ACTIVE.fetch_add(1, Ordering::Relaxed);
+        self.0 = Some(transport.clone());
+    }
+
+    fn data_received(&mut self, data: &[u8]) {
+        if let Some(transport) = &self.0 {
+            let _ = transport.write(data);
+        }
+    }
+
+    fn pause_writing(&mut self) {
+        if let Some(transport) = &self.0 {
+            transport.pause_reading();
+        }
+    }
+
+    fn resume_writing(&mut self) {
+        if let Some(transport) = &self.0 {
+            transport.resume_reading();
+        }
+    }
+
+    fn connection_lost(&mut self, _: Option<io::Error>) {
+        ACTIVE.fetch_sub(1, Ordering::Relaxed);
+        self.0 = None;
     }
 }
 

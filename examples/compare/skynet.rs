@@ -15,7 +15,7 @@ use crate::model::{self, Model};
 pub fn supports(model: Model) -> Option<&'static str> {
     match model {
         Model::Threads => Some("a million OS threads exceed the machine's thread limit"),
-        Model::Mio => Some("the mio floor has no tasks"),
+        Model::Callbacks | Model::Mio => Some("a servers-only model has no tasks"),
         _ => None,
     }
 }
@@ -40,7 +40,9 @@ pub fn run(model: Model, leaves: u64) -> (u64, Duration) {
             model::may_init();
             may::go!(move || coroutine(0, leaves)).join().unwrap()
         }
-        Model::Threads | Model::Mio => unreachable!("skynet::supports said no"),
+        Model::Threads | Model::Callbacks | Model::Mio => {
+            unreachable!("skynet::supports said no")
+        }
     };
     (sum, start.elapsed())
 }
