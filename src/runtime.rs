@@ -186,6 +186,7 @@ impl Drop for EventLoop {
     fn drop(&mut self) {
         self.core.close_inbox();
         self.core.cancel_all();
+        self.core.shared().close_remote();
         self.core.blocking.shutdown();
         scheduler::uninstall();
     }

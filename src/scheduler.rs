@@ -74,6 +74,10 @@ pub(crate) struct Shared {
     inbox: Mutex<Inbox>,
     /// Set after a push to `inbox`, so the loop need not lock it to look.
     inbox_ready: AtomicBool,
+    /// Set when the loop has closed: a remote wake then drops its task at
+    /// once, since no loop will drain the queue (and a task left in it would
+    /// keep itself and this struct alive: a reference cycle).
+    closed: AtomicBool,
 }
 
 /// Work from other threads, until the loop closes.
@@ -96,7 +100,26 @@ impl Shared {
             return; // already on its way
         }
         self.remote.push(task);
+        // SeqCst on both sides (see `close_remote`): either the loop's last
+        // drain sees this task, or this sees the loop closed and drains.
+        if self.closed.load(Ordering::SeqCst) {
+            self.drain_closed();
+            return;
+        }
         self.notify();
+    }
+
+    /// The loop is closing: remote wakes from now on find no one to run
+    /// them. Drops the tasks queued so far.
+    pub(crate) fn close_remote(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.drain_closed();
+    }
+
+    fn drain_closed(&self) {
+        while let Some(task) = self.remote.pop() {
+            drop(task);
+        }
     }
 
     /// Hands work to the loop from any thread; gives it back if the loop has
@@ -189,32 +212,51 @@ pub(crate) struct Core {
 
 thread_local! {
     /// This thread's loop, from `EventLoop::new` until it is dropped.
-    static CORE: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+    static CORE: Slot = const { Slot(RefCell::new(None)) };
+    /// The same loop as a plain pointer (null when there is none), so that the
+    /// hot paths (every wake, every wait) reach it without a lazily
+    /// initialized thread-local or a `RefCell` borrow.
+    static CORE_PTR: Cell<*const Core> = const { Cell::new(std::ptr::null()) };
+}
+
+/// `CORE`'s value; clears `CORE_PTR` before the loop it points to can go,
+/// should the thread end with its loop still installed (a leaked `EventLoop`).
+struct Slot(RefCell<Option<Rc<Core>>>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        CORE_PTR.with(|ptr| ptr.set(std::ptr::null()));
+    }
 }
 
 /// Runs `f` with this thread's loop, if it has one.
 #[inline]
 pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
-    CORE.try_with(|core| core.borrow().as_deref().map(f))
-        .ok()
-        .flatten()
+    let ptr = CORE_PTR.with(Cell::get);
+    // SAFETY: `CORE_PTR` is non-null only while `CORE` holds the `Rc` it
+    // points into: `install` sets it after storing the `Rc`; `uninstall` and
+    // `Slot`'s destructor clear it before giving the `Rc` up. Neither runs
+    // inside `f`: uninstalling is dropping the `EventLoop`, which no internal
+    // closure does.
+    (!ptr.is_null()).then(|| f(unsafe { &*ptr }))
 }
 
 /// This thread's loop, if it has one.
 pub(crate) fn core() -> Option<Rc<Core>> {
-    CORE.try_with(|core| core.borrow().clone()).ok().flatten()
+    CORE.try_with(|core| core.0.borrow().clone()).ok().flatten()
 }
 
 /// Makes `core` this thread's loop; fails if the thread already has one.
 pub(crate) fn install(core: Rc<Core>) -> io::Result<()> {
     CORE.with(|slot| {
-        let mut slot = slot.borrow_mut();
+        let mut slot = slot.0.borrow_mut();
         if slot.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "this thread already has a fiberloop event loop (one loop per thread)",
             ));
         }
+        CORE_PTR.with(|ptr| ptr.set(Rc::as_ptr(&core)));
         *slot = Some(core);
         Ok(())
     })
@@ -222,13 +264,15 @@ pub(crate) fn install(core: Rc<Core>) -> io::Result<()> {
 
 /// Removes this thread's loop.
 pub(crate) fn uninstall() -> Option<Rc<Core>> {
-    CORE.try_with(|slot| slot.borrow_mut().take())
+    CORE_PTR.with(|ptr| ptr.set(std::ptr::null()));
+    CORE.try_with(|slot| slot.0.borrow_mut().take())
         .ok()
         .flatten()
 }
 
-/// Queues a woken task on its loop: directly on the loop's own thread, through
-/// the remote queue from anywhere else.
+/// Queues a woken task on its loop: directly on the loop's own thread (where
+/// its reference goes to the task's bank), through the remote queue from
+/// anywhere else.
 pub(crate) fn wake_task(task: Arc<TaskCell>) {
     let mut task = Some(task);
     with_core(|core| {
@@ -236,13 +280,27 @@ pub(crate) fn wake_task(task: Arc<TaskCell>) {
             .as_ref()
             .is_some_and(|t| Arc::ptr_eq(&core.shared, &t.shared))
         {
-            core.schedule(task.take().expect("checked"));
+            let task = task.take().expect("checked");
+            core.schedule_ref(&task);
+            TaskCell::release_on_owner(task, core);
         }
     });
     if let Some(task) = task {
         let shared = task.shared.clone();
         shared.push_remote(task);
     }
+}
+
+/// Queues `task` if the caller is on its loop's thread; false otherwise.
+pub(crate) fn wake_local(task: &TaskCell) -> bool {
+    with_core(|core| {
+        let local = Arc::ptr_eq(&core.shared, &task.shared);
+        if local {
+            core.schedule_ref(task);
+        }
+        local
+    })
+    .unwrap_or(false)
 }
 
 /// Waits for `task` to finish if the caller is a fiber of the same loop, by
@@ -318,6 +376,7 @@ impl Core {
                 jobs: Vec::new(),
             }),
             inbox_ready: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
         });
         static NEXT_LOOP: AtomicU64 = AtomicU64::new(1);
         Ok(Core {
@@ -365,14 +424,9 @@ impl Core {
     /// whole of any wait its fiber performs: a task leaves the table only in
     /// `finish`, after its fiber's closure has returned.
     pub(crate) fn current_waker(&self) -> Option<std::mem::ManuallyDrop<std::task::Waker>> {
-        let task = self.current.get()?;
-        // SAFETY: `current` points at the table's `Arc<TaskCell>` allocation
-        // (see `current_task`). `Waker::from` takes over one strong count;
-        // `ManuallyDrop` keeps it from ever giving it back, so the count it
-        // holds is the table's own, alive as long as the task is in the table
-        // (see above). The caller uses the waker only inside its fiber's wait.
-        let arc = unsafe { Arc::from_raw(task.as_ptr().cast_const()) };
-        Some(std::mem::ManuallyDrop::new(std::task::Waker::from(arc)))
+        // The waker borrows the table's reference, alive as long as the task
+        // is in the table; the caller uses it only inside its fiber's wait.
+        self.with_current(crate::task::waker_ref)
     }
 
     /// Runs `f` with the running task, if any.
@@ -420,7 +474,7 @@ impl Core {
         } else {
             0
         };
-        Arc::new(TaskCell::new(next_id(), None, size, shared.clone(), body))
+        TaskCell::new(next_id(), None, size, shared.clone(), body)
     }
 
     /// Creates an async task polling `future` and queues it ahead of older work.
@@ -431,13 +485,7 @@ impl Core {
     /// Adds a task to the live-task table and queues it ahead of older work
     /// (after the tasks the running item spawned before it).
     fn insert(&self, body: Body, name: Option<Arc<str>>, stack_size: usize) -> Arc<TaskCell> {
-        let task = Arc::new(TaskCell::new(
-            next_id(),
-            name,
-            stack_size,
-            self.shared.clone(),
-            body,
-        ));
+        let task = TaskCell::new(next_id(), name, stack_size, self.shared.clone(), body);
         let local = task.local(self);
         local.key.set(self.tasks.borrow_mut().insert(task.clone()));
         local.queued.set(true);
@@ -508,7 +556,7 @@ impl Core {
         self.schedule_ref(&task);
     }
 
-    fn schedule_ref(&self, task: &TaskCell) {
+    pub(crate) fn schedule_ref(&self, task: &TaskCell) {
         let local = task.local(self);
         if !task.is_complete() && !local.queued.replace(true) {
             self.ready
@@ -797,6 +845,7 @@ impl Core {
         if let Some((key, id)) = local.joiner.take() {
             self.schedule_joiner(key, id);
         }
+        task.close_bank(local);
         self.tasks.borrow_mut().try_remove(local.key.get())
     }
 
@@ -828,7 +877,9 @@ impl Core {
             eprintln!("fiberloop: {left} fibers kept spawning while the loop was closing; dropped");
             let tasks: Vec<Arc<TaskCell>> = self.tasks.borrow_mut().drain().collect();
             for task in tasks {
-                *task.local(self).body.borrow_mut() = Body::Done;
+                let local = task.local(self);
+                *local.body.borrow_mut() = Body::Done;
+                task.close_bank(local);
             }
         }
         let ready = mem::take(&mut *self.ready.borrow_mut());
@@ -890,14 +941,9 @@ fn poll_future(core: &Core, task: &TaskCell, future: &mut BoxFuture) -> Option<O
     let key = task.local(core).key.get();
     let tasks = core.tasks.borrow();
     let table_ref: &Arc<TaskCell> = tasks.get(key).expect("a running task is in the table");
-    // SAFETY: `Waker::from` takes over one strong count of the `Arc`; wrapping
-    // the waker in `ManuallyDrop` means it never gives that count back, so the
-    // count we lend it is the table's own, which outlives this poll (the task
-    // leaves the table only in `finish`, after we return). Cloning the waker
-    // increments the count as usual, so clones own their references.
-    let waker = mem::ManuallyDrop::new(std::task::Waker::from(unsafe {
-        Arc::from_raw(Arc::as_ptr(table_ref))
-    }));
+    // Borrows the table's reference, which outlives this poll (the task
+    // leaves the table only in `finish`, after we return).
+    let waker = crate::task::waker_ref(table_ref);
     drop(tasks); // the future may spawn, which needs the table
     let mut cx = std::task::Context::from_waker(&waker);
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -27,10 +27,11 @@ use std::cell::{Cell, RefCell, UnsafeCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use atomic_waker::AtomicWaker;
 
@@ -94,6 +95,10 @@ pub(crate) struct Local {
     pub(crate) joiner: Cell<Option<(usize, u64)>>,
     /// The nearest deadline of the `fiberloop::timeout` scopes the fiber is in.
     pub(crate) deadline: Cell<Option<std::time::Instant>>,
+    /// Strong counts held for the next waker clones (see [`waker_ref`]).
+    spare_refs: Cell<usize>,
+    /// False once the task left the table: wakers then release for real.
+    bank_open: Cell<bool>,
 }
 
 /// The life of a task's body: for a fiber, a closure (no stack yet), then a
@@ -120,14 +125,16 @@ unsafe impl Sync for TaskCell {}
 unsafe impl Send for TaskCell {}
 
 impl TaskCell {
+    /// A new task, in the `Arc` every `TaskCell` lives in (its wakers rely
+    /// on that: see [`waker_ref`]).
     pub(crate) fn new(
         id: u64,
         name: Option<Arc<str>>,
         stack_size: usize,
         shared: Arc<Shared>,
         body: Body,
-    ) -> TaskCell {
-        TaskCell {
+    ) -> Arc<TaskCell> {
+        Arc::new(TaskCell {
             id,
             name: name.clone(),
             shared,
@@ -139,6 +146,8 @@ impl TaskCell {
                 queued: Cell::new(false),
                 joiner: Cell::new(None),
                 deadline: Cell::new(None),
+                spare_refs: Cell::new(0),
+                bank_open: Cell::new(true),
                 key: Cell::new(usize::MAX),
                 stack_size,
                 body: RefCell::new(body),
@@ -149,7 +158,7 @@ impl TaskCell {
                     name,
                 },
             },
-        }
+        })
     }
 
     /// The owner-thread fields. `core` proves we are on a loop thread; the
@@ -172,7 +181,7 @@ impl TaskCell {
     pub(crate) fn request_cancel(self: &Arc<Self>) {
         let previous = self.state.fetch_or(CANCEL, Ordering::AcqRel);
         if previous & (CANCEL | COMPLETE) == 0 {
-            self.wake_by_ref();
+            waker_ref(self).wake_by_ref();
         }
     }
 
@@ -251,15 +260,133 @@ impl Drop for TaskCell {
     }
 }
 
-/// Waking a fiber re-queues it on its own loop: directly when woken on that
+/// A task's `Waker`: a strong reference to its `TaskCell`, with fiberloop's
+/// own vtable so that reference counting can skip atomics on the owner thread.
+///
+/// Waking re-queues the task on its own loop: directly when woken on that
 /// loop's thread, through the loop's remote queue otherwise.
-impl Wake for TaskCell {
-    fn wake(self: Arc<Self>) {
-        crate::scheduler::wake_task(self);
+///
+/// The reference bank: a waker's strong count is the cost of every wait (a
+/// clone when registering, a decrement when woken). On the owner thread a
+/// woken or dropped waker does not decrement; it puts its count in the task's
+/// bank (`Local::spare_refs`, an owner-only `Cell`), and the next clone there
+/// takes it back instead of incrementing. Every waker still owns one real
+/// strong count; the bank only holds counts the loop would have released and
+/// taken again. It closes (giving its counts back) when the task leaves the
+/// table, after which every release is a real decrement.
+///
+/// Every task waker starts here: a waker lent the caller's reference to
+/// `task`. It must not outlive that reference, and is never dropped (clones
+/// own their counts as usual).
+pub(crate) fn waker_ref(task: &TaskCell) -> ManuallyDrop<Waker> {
+    let ptr: *const TaskCell = task;
+    // SAFETY: `task` lives in an `Arc` (`TaskCell::new` makes only those,
+    // and nothing moves one out), so the pointer is one `Arc::into_raw`
+    // would give. `ManuallyDrop` keeps the waker from
+    // releasing the count it borrows; the caller keeps the reference alive
+    // while the waker is in use.
+    ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(ptr.cast(), &VTABLE)) })
+}
+
+static VTABLE: RawWakerVTable =
+    RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
+
+// SAFETY (for the four functions below): `ptr` always points into an
+// `Arc<TaskCell>` allocation, as from `Arc::into_raw` (see `waker_ref`), and the waker being
+// cloned, woken or dropped owns (or, for `waker_ref`, borrows) one strong
+// count, so the `TaskCell` is alive during each call.
+
+unsafe fn waker_clone(ptr: *const ()) -> RawWaker {
+    // SAFETY: see above.
+    let task = unsafe { &*ptr.cast::<TaskCell>() };
+    if !task.take_spare_ref() {
+        // SAFETY: see above: the count is at least one.
+        unsafe { Arc::increment_strong_count(ptr.cast::<TaskCell>()) };
+    }
+    RawWaker::new(ptr, &VTABLE)
+}
+
+unsafe fn waker_wake(ptr: *const ()) {
+    // SAFETY: see above; this takes over the waker's count.
+    let task = unsafe { Arc::from_raw(ptr.cast::<TaskCell>()) };
+    crate::scheduler::wake_task(task);
+}
+
+unsafe fn waker_wake_by_ref(ptr: *const ()) {
+    // SAFETY: see above.
+    let task = unsafe { &*ptr.cast::<TaskCell>() };
+    if !crate::scheduler::wake_local(task) {
+        // SAFETY: see above; the new count goes to the remote queue.
+        unsafe { Arc::increment_strong_count(ptr.cast::<TaskCell>()) };
+        // SAFETY: the count just added.
+        crate::scheduler::wake_task(unsafe { Arc::from_raw(ptr.cast::<TaskCell>()) });
+    }
+}
+
+unsafe fn waker_drop(ptr: *const ()) {
+    // SAFETY: see above.
+    let task = unsafe { &*ptr.cast::<TaskCell>() };
+    if !task.bank_ref() {
+        // SAFETY: see above; this gives back the waker's own count.
+        unsafe { Arc::decrement_strong_count(ptr.cast::<TaskCell>()) };
+    }
+}
+
+impl TaskCell {
+    /// The bank, when the caller is on this task's loop thread.
+    fn owner_bank<R>(&self, f: impl FnOnce(&Local) -> R) -> Option<R> {
+        crate::scheduler::with_core(|core| {
+            Arc::ptr_eq(&self.shared, core.shared()).then(|| f(&self.local))
+        })
+        .flatten()
     }
 
-    fn wake_by_ref(self: &Arc<Self>) {
-        crate::scheduler::wake_task(self.clone());
+    /// Takes a banked strong count for a new waker; false if there is none
+    /// (or the caller is not on the owner thread).
+    fn take_spare_ref(&self) -> bool {
+        self.owner_bank(|local| {
+            let spare = local.spare_refs.get();
+            if spare > 0 {
+                local.spare_refs.set(spare - 1);
+            }
+            spare > 0
+        })
+        .unwrap_or(false)
+    }
+
+    /// Banks a strong count a waker is giving back; false if the bank is
+    /// closed or the caller is not on the owner thread (then the caller
+    /// releases the count itself).
+    pub(crate) fn bank_ref(&self) -> bool {
+        self.owner_bank(|local| {
+            if local.bank_open.get() {
+                local.spare_refs.set(local.spare_refs.get() + 1);
+            }
+            local.bank_open.get()
+        })
+        .unwrap_or(false)
+    }
+
+    /// Releases `task`'s reference on its owner thread: into the bank while
+    /// it is open, else for real.
+    pub(crate) fn release_on_owner(task: Arc<TaskCell>, core: &Core) {
+        let local = task.local(core);
+        if local.bank_open.get() {
+            local.spare_refs.set(local.spare_refs.get() + 1);
+            std::mem::forget(task); // its count is in the bank now
+        }
+    }
+
+    /// Closes the bank and releases its counts: the task is leaving its
+    /// loop's table. The caller still holds a reference.
+    pub(crate) fn close_bank(&self, local: &Local) {
+        local.bank_open.set(false);
+        for _ in 0..local.spare_refs.take() {
+            // SAFETY: each banked count is a real strong count of this
+            // `Arc` allocation; the caller's own reference keeps the count
+            // above zero throughout.
+            unsafe { Arc::decrement_strong_count(self) };
+        }
     }
 }
 
@@ -553,5 +680,81 @@ impl From<JoinError> for std::io::Error {
             Repr::Cancelled => std::io::Error::other(crate::Cancelled),
             Repr::Panicked(_) => std::io::Error::other(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The task's `Arc`, taken inside the fiber.
+    fn this_task() -> Arc<TaskCell> {
+        crate::scheduler::with_core(|core| core.current_task())
+            .flatten()
+            .expect("inside a fiber")
+    }
+
+    /// A task's references all come back once its loop is gone, including
+    /// one queued by a remote wake the loop never got to (once a reference
+    /// cycle through the loop's remote queue).
+    #[test]
+    fn wakes_leave_no_reference_behind() {
+        let task = crate::run(|| crate::spawn(this_task).join().unwrap());
+        assert_eq!(Arc::strong_count(&task), 1);
+        let task = crate::run(|| {
+            crate::spawn(|| {
+                let task = this_task();
+                let waker = waker_ref(&task);
+                let clone = (*waker).clone(); // a registered waker, woken by value
+                clone.wake();
+                waker.wake_by_ref();
+                crate::yield_now();
+                task
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(Arc::strong_count(&task), 1, "wake");
+        let task = crate::run(|| {
+            crate::spawn(|| {
+                let task = this_task();
+                let waker = waker_ref(&task);
+                let away = (*waker).clone();
+                std::thread::spawn(move || away.wake()).join().unwrap();
+                crate::yield_now();
+                task
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(Arc::strong_count(&task), 1, "remote wake");
+    }
+
+    #[test]
+    fn banked_waker_counts_are_all_given_back() {
+        let task = crate::run(|| {
+            let fiber = crate::spawn(|| {
+                let task = this_task();
+                let waker = waker_ref(&task);
+                // Owner-thread clones, wakes and drops cycle through the bank.
+                for _ in 0..100 {
+                    let clones: Vec<Waker> = (0..5).map(|_| (*waker).clone()).collect();
+                    clones.into_iter().for_each(Waker::wake);
+                    drop((*waker).clone());
+                    crate::yield_now();
+                }
+                // A clone dropped on another thread releases for real.
+                let away = (*waker).clone();
+                std::thread::spawn(move || drop(away)).join().unwrap();
+                // And one woken there queues the task remotely.
+                let away = (*waker).clone();
+                std::thread::spawn(move || away.wake()).join().unwrap();
+                crate::yield_now();
+                task
+            });
+            fiber.join().unwrap()
+        });
+        // The loop is gone: only our reference is left, nothing leaked.
+        assert_eq!(Arc::strong_count(&task), 1);
     }
 }
