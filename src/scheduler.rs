@@ -237,7 +237,10 @@ pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
     // points into: `install` sets it after storing the `Rc`; `uninstall` and
     // `Slot`'s destructor clear it before giving the `Rc` up. Neither runs
     // inside `f`: uninstalling is dropping the `EventLoop`, which no internal
-    // closure does.
+    // closure does. An `f` that parks a fiber (a blocking wait) is suspended,
+    // not running, while the loop turns; the loop is uninstalled only after
+    // it has unwound every fiber (or given one up for good, never to resume
+    // it), so such an `f` only ever runs while the loop is alive.
     (!ptr.is_null()).then(|| f(unsafe { &*ptr }))
 }
 
@@ -273,6 +276,7 @@ pub(crate) fn uninstall() -> Option<Rc<Core>> {
 /// Queues a woken task on its loop: directly on the loop's own thread (where
 /// its reference goes to the task's bank), through the remote queue from
 /// anywhere else.
+#[inline]
 pub(crate) fn wake_task(task: Arc<TaskCell>) {
     let mut task = Some(task);
     with_core(|core| {
@@ -423,6 +427,7 @@ impl Core {
     /// Valid for as long as the task stays in the table, which covers the
     /// whole of any wait its fiber performs: a task leaves the table only in
     /// `finish`, after its fiber's closure has returned.
+    #[inline]
     pub(crate) fn current_waker(&self) -> Option<std::mem::ManuallyDrop<std::task::Waker>> {
         // The waker borrows the table's reference, alive as long as the task
         // is in the table; the caller uses it only inside its fiber's wait.
@@ -430,6 +435,7 @@ impl Core {
     }
 
     /// Runs `f` with the running task, if any.
+    #[inline]
     pub(crate) fn with_current<R>(&self, f: impl FnOnce(&TaskCell) -> R) -> Option<R> {
         let task = self.current.get()?;
         // SAFETY: as in `current_task`: the pointee is alive while `current` is set.
@@ -556,6 +562,7 @@ impl Core {
         self.schedule_ref(&task);
     }
 
+    #[inline]
     pub(crate) fn schedule_ref(&self, task: &TaskCell) {
         let local = task.local(self);
         if !task.is_complete() && !local.queued.replace(true) {

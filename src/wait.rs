@@ -77,6 +77,7 @@ pub(crate) fn park(reason: Suspend) -> Result<(), WaitError> {
 ///
 /// # Panics
 /// On a loop thread outside any fiber (see the module docs).
+#[inline]
 pub(crate) fn fiber_core() -> Option<Rc<Core>> {
     if fiber::in_fiber() {
         return scheduler::core();
@@ -175,6 +176,14 @@ fn block_on_with<T>(
     interruptible: bool,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, WaitError> {
+    if fiber::in_fiber() {
+        // `with_core`'s closure spans the fiber's parks: see its safety note.
+        let waited =
+            scheduler::with_core(|core| block_on_fiber(core, deadline, interruptible, &mut poll));
+        if let Some(waited) = waited {
+            return waited;
+        }
+    }
     match fiber_core() {
         Some(core) => block_on_fiber(&core, deadline, interruptible, poll),
         None => {

@@ -391,6 +391,7 @@ impl<T> Iterator for IntoIter<T> {
     }
 }
 
+#[inline]
 fn wake(waiter: Option<(u64, Waker)>) {
     if let Some((_, waker)) = waiter {
         waker.wake();

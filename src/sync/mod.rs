@@ -66,6 +66,7 @@ pub(crate) struct WaitQueue {
 
 impl WaitQueue {
     /// The position of a waiter that is still queued.
+    #[inline]
     fn find(&self, id: Option<u64>) -> Option<usize> {
         let id = id?;
         let (front, back) = (self.waiters.front()?.0, self.waiters.back()?.0);
@@ -76,6 +77,7 @@ impl WaitQueue {
     }
 
     /// Adds the waiter, or refreshes its waker if it is queued already.
+    #[inline]
     pub(crate) fn register(&mut self, id: &mut Option<u64>, waker: &Waker) {
         if self.refresh(*id, waker) {
             return;
@@ -87,6 +89,7 @@ impl WaitQueue {
 
     /// Refreshes a queued waiter's waker; false if it is no longer queued
     /// (a notifier took it out).
+    #[inline]
     pub(crate) fn refresh(&mut self, id: Option<u64>, waker: &Waker) -> bool {
         let Some(index) = self.find(id) else {
             return false;
@@ -99,6 +102,7 @@ impl WaitQueue {
     }
 
     /// Removes a waiter that gave up or was served; true if it was queued.
+    #[inline]
     pub(crate) fn remove(&mut self, id: &mut Option<u64>) -> bool {
         let found = self.find(*id);
         *id = None;
@@ -112,6 +116,7 @@ impl WaitQueue {
     }
 
     /// Takes the longest-waiting waiter (to wake it after unlocking).
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<(u64, Waker)> {
         self.waiters.pop_front()
     }

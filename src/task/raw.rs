@@ -278,6 +278,7 @@ impl Drop for TaskCell {
 /// Every task waker starts here: a waker lent the caller's reference to
 /// `task`. It must not outlive that reference, and is never dropped (clones
 /// own their counts as usual).
+#[inline]
 pub(crate) fn waker_ref(task: &TaskCell) -> ManuallyDrop<Waker> {
     let ptr: *const TaskCell = task;
     // SAFETY: `task` lives in an `Arc` (`TaskCell::new` makes only those,
@@ -334,6 +335,7 @@ unsafe fn waker_drop(ptr: *const ()) {
 
 impl TaskCell {
     /// The bank, when the caller is on this task's loop thread.
+    #[inline]
     fn owner_bank<R>(&self, f: impl FnOnce(&Local) -> R) -> Option<R> {
         crate::scheduler::with_core(|core| {
             Arc::ptr_eq(&self.shared, core.shared()).then(|| f(&self.local))
@@ -343,6 +345,7 @@ impl TaskCell {
 
     /// Takes a banked strong count for a new waker; false if there is none
     /// (or the caller is not on the owner thread).
+    #[inline]
     fn take_spare_ref(&self) -> bool {
         self.owner_bank(|local| {
             let spare = local.spare_refs.get();
@@ -357,6 +360,7 @@ impl TaskCell {
     /// Banks a strong count a waker is giving back; false if the bank is
     /// closed or the caller is not on the owner thread (then the caller
     /// releases the count itself).
+    #[inline]
     pub(crate) fn bank_ref(&self) -> bool {
         self.owner_bank(|local| {
             if local.bank_open.get() {
@@ -369,6 +373,7 @@ impl TaskCell {
 
     /// Releases `task`'s reference on its owner thread: into the bank while
     /// it is open, else for real.
+    #[inline]
     pub(crate) fn release_on_owner(task: Arc<TaskCell>, core: &Core) {
         let local = task.local(core);
         if local.bank_open.get() {
