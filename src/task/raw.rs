@@ -15,8 +15,9 @@
 //! - *shared*: `state`, `join`, `remote_queued` are atomics, touched from any
 //!   thread (a waker may be woken elsewhere, a join handle may be sent away);
 //! - *owner*: everything in [`Local`] is touched only on the owning loop's
-//!   thread. Every access goes through [`TaskCell::local`], which takes the loop's
-//!   `Core` as proof and checks it is the owner.
+//!   thread. Every access goes through [`TaskCell::local`] (or its
+//!   non-panicking twin), which takes the loop's `Core` as proof and checks it
+//!   is the owner.
 //!
 //! The loop keeps a strong reference to every live task and clears its body on
 //! its own thread when the task finishes or is cancelled, so the last reference
@@ -172,6 +173,12 @@ impl TaskCell {
         &self.local
     }
 
+    /// The owner-thread fields if `core` is this task's loop.
+    #[inline]
+    fn local_if_owner(&self, core: &Core) -> Option<&Local> {
+        Arc::ptr_eq(&self.shared, core.shared()).then_some(&self.local)
+    }
+
     pub(crate) fn is_complete(&self) -> bool {
         self.state.load(Ordering::Acquire) & COMPLETE != 0
     }
@@ -282,10 +289,9 @@ impl Drop for TaskCell {
 pub(crate) fn waker_ref(task: &TaskCell) -> ManuallyDrop<Waker> {
     let ptr: *const TaskCell = task;
     // SAFETY: `task` lives in an `Arc` (`TaskCell::new` makes only those,
-    // and nothing moves one out), so the pointer is one `Arc::into_raw`
-    // would give. `ManuallyDrop` keeps the waker from
-    // releasing the count it borrows; the caller keeps the reference alive
-    // while the waker is in use.
+    // and nothing moves one out), so the pointer is one `Arc::into_raw` would
+    // give. `ManuallyDrop` keeps the waker from releasing the count it
+    // borrows; the caller keeps the reference alive while the waker is used.
     ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(ptr.cast(), &VTABLE)) })
 }
 
@@ -293,9 +299,9 @@ static VTABLE: RawWakerVTable =
     RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
 
 // SAFETY (for the four functions below): `ptr` always points into an
-// `Arc<TaskCell>` allocation, as from `Arc::into_raw` (see `waker_ref`), and the waker being
-// cloned, woken or dropped owns (or, for `waker_ref`, borrows) one strong
-// count, so the `TaskCell` is alive during each call.
+// `Arc<TaskCell>` allocation, as from `Arc::into_raw` (see `waker_ref`), and
+// the waker being cloned, woken or dropped owns (or, for `waker_ref`,
+// borrows) one strong count, so the `TaskCell` is alive during each call.
 
 unsafe fn waker_clone(ptr: *const ()) -> RawWaker {
     // SAFETY: see above.
@@ -337,10 +343,7 @@ impl TaskCell {
     /// The bank, when the caller is on this task's loop thread.
     #[inline]
     fn owner_bank<R>(&self, f: impl FnOnce(&Local) -> R) -> Option<R> {
-        crate::scheduler::with_core(|core| {
-            Arc::ptr_eq(&self.shared, core.shared()).then(|| f(&self.local))
-        })
-        .flatten()
+        crate::scheduler::with_core(|core| self.local_if_owner(core).map(f)).flatten()
     }
 
     /// Takes a banked strong count for a new waker; false if there is none
