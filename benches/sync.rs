@@ -1,13 +1,21 @@
 //! Coordination costs, with peers in the same harness: channel ping-pong
 //! (fibers, the async face, tokio current_thread's mpsc, two OS threads on
-//! std's mpsc), an uncontended mutex, and a 1,000-sender fan-in.
+//! std's mpsc; the compare demo's code), an uncontended mutex, and a
+//! 1,000-sender fan-in.
 //!
 //! Run: `cargo bench --bench sync` (or `-- ping_pong`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "../examples/compare/micro.rs"]
+mod micro;
+#[path = "../examples/compare/model.rs"]
+mod model;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use fiberloop::sync;
+use micro::Micro;
+use model::Model;
 
 fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -16,95 +24,16 @@ fn tokio_rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Channel ping-pong in every model that has channels, with the compare
+/// demo's own code (`examples/compare/micro.rs`, shared with `benches/grid.rs`):
+/// tokio runs inside a spawned task, as its servers do.
 fn ping_pong(c: &mut Criterion) {
     let mut group = c.benchmark_group("channel_ping_pong");
-    group.bench_function("fiberloop_fibers", |b| {
-        b.iter_custom(|iters| {
-            fiberloop::run(move || {
-                let (ping_tx, ping_rx) = sync::bounded::<u64>(1);
-                let (pong_tx, pong_rx) = sync::bounded::<u64>(1);
-                let echo = fiberloop::spawn(move || {
-                    for v in ping_rx.iter() {
-                        pong_tx.send(v).unwrap();
-                    }
-                });
-                let start = Instant::now();
-                for i in 0..iters {
-                    ping_tx.send(i).unwrap();
-                    pong_rx.recv().unwrap();
-                }
-                let elapsed = start.elapsed();
-                drop(ping_tx);
-                echo.join().unwrap();
-                elapsed
-            })
-        })
-    });
-    group.bench_function("fiberloop_async", |b| {
-        b.iter_custom(|iters| {
-            fiberloop::block_on(async move {
-                let (ping_tx, ping_rx) = sync::bounded::<u64>(1);
-                let (pong_tx, pong_rx) = sync::bounded::<u64>(1);
-                let echo = fiberloop::task::spawn(async move {
-                    while let Ok(v) = ping_rx.recv_async().await {
-                        pong_tx.send_async(v).await.unwrap();
-                    }
-                });
-                let start = Instant::now();
-                for i in 0..iters {
-                    ping_tx.send_async(i).await.unwrap();
-                    pong_rx.recv_async().await.unwrap();
-                }
-                let elapsed = start.elapsed();
-                drop(ping_tx);
-                echo.await.unwrap();
-                elapsed
-            })
-        })
-    });
-    group.bench_function("tokio_current_thread_mpsc", |b| {
-        let rt = tokio_rt();
-        b.iter_custom(|iters| {
-            rt.block_on(async move {
-                let (ping_tx, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
-                let (pong_tx, mut pong_rx) = tokio::sync::mpsc::channel::<u64>(1);
-                let echo = tokio::spawn(async move {
-                    while let Some(v) = ping_rx.recv().await {
-                        pong_tx.send(v).await.unwrap();
-                    }
-                });
-                let start = Instant::now();
-                for i in 0..iters {
-                    ping_tx.send(i).await.unwrap();
-                    pong_rx.recv().await.unwrap();
-                }
-                let elapsed = start.elapsed();
-                drop(ping_tx);
-                echo.await.unwrap();
-                elapsed
-            })
-        })
-    });
-    group.bench_function("std_threads_mpsc", |b| {
-        b.iter_custom(|iters| {
-            let (ping_tx, ping_rx) = std::sync::mpsc::sync_channel::<u64>(1);
-            let (pong_tx, pong_rx) = std::sync::mpsc::sync_channel::<u64>(1);
-            let echo = std::thread::spawn(move || {
-                for v in ping_rx {
-                    pong_tx.send(v).unwrap();
-                }
-            });
-            let start = Instant::now();
-            for i in 0..iters {
-                ping_tx.send(i).unwrap();
-                pong_rx.recv().unwrap();
-            }
-            let elapsed = start.elapsed();
-            drop(ping_tx);
-            echo.join().unwrap();
-            elapsed
-        })
-    });
+    for model in [Model::Fibers, Model::Async, Model::TokioCt, Model::Threads] {
+        group.bench_function(model.name(), |b| {
+            b.iter_custom(|iters| micro::run(Micro::PingPong, model, iters).expect("supported"))
+        });
+    }
     group.finish();
 }
 

@@ -24,6 +24,7 @@ impl Micro {
     pub const ALL: [Micro; 3] = [Micro::SpawnJoin, Micro::Yield, Micro::PingPong];
 
     /// The workload's name on the command line and in tables.
+    #[allow(dead_code)] // not every includer names workloads
     pub fn name(self) -> &'static str {
         match self {
             Micro::SpawnJoin => "spawn_join",
