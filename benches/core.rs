@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the fiber core, with tokio current_thread in the same
-//! harness for the workloads both can run (a grid: variant × workload). The
-//! spawn + join group also has the async-task variant of the same loop.
+//! harness for the workloads both can run (yield and spawn + join, with the
+//! compare demo's code; tokio runs inside a spawned task, as its servers do),
+//! and fiberloop's timers.
 //!
 //! Run: `cargo bench --bench core` (or add a filter, e.g. `-- spawn_join`).
 //!
@@ -10,7 +11,14 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "../examples/compare/micro.rs"]
+mod micro;
+#[path = "../examples/compare/model.rs"]
+mod model;
+
 use criterion::{criterion_group, criterion_main, Criterion};
+use micro::Micro;
+use model::Model;
 
 /// Times `iters` runs of `op` inside a fiber on a fresh loop. Generic (not a
 /// `fn()` pointer) so that `op` inlines into the timing loop as it would in
@@ -27,88 +35,26 @@ fn in_fiber<F: Fn() + 'static>(iters: u64, op: F) -> Duration {
     })
 }
 
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+/// The scheduling micro workloads (yield, spawn + join) in fiberloop's two
+/// models and tokio current_thread, with the compare demo's own code
+/// (`examples/compare/micro.rs`, shared with `benches/grid.rs`, which runs
+/// every model).
+fn micro_group(c: &mut Criterion, work: Micro) {
+    let mut group = c.benchmark_group(work.name());
+    for model in [Model::Fibers, Model::Async, Model::TokioCt] {
+        group.bench_function(model.name(), |b| {
+            b.iter_custom(|iters| micro::run(work, model, iters).expect("supported"))
+        });
+    }
+    group.finish();
 }
 
 fn yield_round_trip(c: &mut Criterion) {
-    let mut group = c.benchmark_group("yield");
-    group.bench_function("fiberloop", |b| {
-        b.iter_custom(|iters| {
-            fiberloop::run(move || {
-                // A second fiber yields too, so each yield is a real switch
-                // through the scheduler to another fiber and back.
-                let other = fiberloop::spawn(move || {
-                    for _ in 0..iters + 1 {
-                        fiberloop::yield_now();
-                    }
-                });
-                fiberloop::yield_now();
-                let start = Instant::now();
-                for _ in 0..iters {
-                    fiberloop::yield_now();
-                }
-                let elapsed = start.elapsed();
-                other.join().unwrap();
-                elapsed / 2 // two yields (ours and the other fiber's) per iteration
-            })
-        })
-    });
-    group.bench_function("tokio_current_thread", |b| {
-        let rt = tokio_rt();
-        b.iter_custom(|iters| {
-            rt.block_on(async move {
-                let other = tokio::spawn(async move {
-                    for _ in 0..iters + 1 {
-                        tokio::task::yield_now().await;
-                    }
-                });
-                tokio::task::yield_now().await;
-                let start = Instant::now();
-                for _ in 0..iters {
-                    tokio::task::yield_now().await;
-                }
-                let elapsed = start.elapsed();
-                other.await.unwrap();
-                elapsed / 2
-            })
-        })
-    });
-    group.finish();
+    micro_group(c, Micro::Yield);
 }
 
 fn spawn_join(c: &mut Criterion) {
-    let mut group = c.benchmark_group("spawn_join");
-    group.bench_function("fiberloop", |b| {
-        b.iter_custom(|iters| in_fiber(iters, || fiberloop::spawn(|| ()).join().unwrap()))
-    });
-    group.bench_function("fiberloop_async", |b| {
-        b.iter_custom(|iters| {
-            fiberloop::block_on(async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    fiberloop::task::spawn(async {}).await.unwrap();
-                }
-                start.elapsed()
-            })
-        })
-    });
-    group.bench_function("tokio_current_thread", |b| {
-        let rt = tokio_rt();
-        b.iter_custom(|iters| {
-            rt.block_on(async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    tokio::spawn(async {}).await.unwrap();
-                }
-                start.elapsed()
-            })
-        })
-    });
-    group.finish();
+    micro_group(c, Micro::SpawnJoin);
 }
 
 fn timers(c: &mut Criterion) {
