@@ -108,12 +108,11 @@ impl TcpListener {
     /// Waits for a connection. Out of descriptors, the error is returned and the
     /// next call first waits a back-off, as with the blocking face.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        if let Some(delay) = self.backoff.delay() {
-            crate::time::sleep(delay).await;
-        }
-        let result = poll_fn(|cx| self.source.poll_io(Interest::Read, cx, |l| l.accept())).await;
-        self.backoff.record(&result);
-        result.map(|(stream, peer)| (TcpStream::from(net::TcpStream::from_mio(stream)), peer))
+        let (stream, peer) = self
+            .backoff
+            .accept_async(&self.source, |l| l.accept())
+            .await?;
+        Ok((TcpStream::from(net::TcpStream::from_mio(stream)), peer))
     }
 
     /// The address this listener is bound to.

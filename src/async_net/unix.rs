@@ -57,13 +57,11 @@ impl UnixListener {
     /// the next call first waits a back-off, as with the blocking face.
     pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         let listener = &self.inner;
-        if let Some(delay) = listener.backoff.delay() {
-            crate::time::sleep(delay).await;
-        }
-        let result =
-            poll_fn(|cx| listener.source.poll_io(Interest::Read, cx, |l| l.accept())).await;
-        listener.backoff.record(&result);
-        result.map(|(stream, peer)| (UnixStream::from(net::UnixStream::from_mio(stream)), peer))
+        let (stream, peer) = listener
+            .backoff
+            .accept_async(&listener.source, |l| l.accept())
+            .await?;
+        Ok((UnixStream::from(net::UnixStream::from_mio(stream)), peer))
     }
 
     /// The address this listener is bound to.

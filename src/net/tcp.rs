@@ -54,7 +54,7 @@ impl AcceptBackoff {
     const MAX_MS: u64 = 1000;
 
     /// How long the next accept must wait first, if at all.
-    pub(crate) fn delay(&self) -> Option<Duration> {
+    fn delay(&self) -> Option<Duration> {
         match self.ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
@@ -62,7 +62,7 @@ impl AcceptBackoff {
     }
 
     /// Updates the back-off from an accept's outcome.
-    pub(crate) fn record<T>(&self, result: &io::Result<T>) {
+    fn record<T>(&self, result: &io::Result<T>) {
         let next = match result {
             Ok(_) => 0,
             Err(e) if is_resource_exhaustion(e) => {
@@ -71,6 +71,36 @@ impl AcceptBackoff {
             Err(_) => return,
         };
         self.ms.store(next, Ordering::Relaxed);
+    }
+
+    /// One blocking `accept` on `listener` (TCP or Unix), after the back-off
+    /// if one is due.
+    pub(crate) fn accept<L: AsRawFd, S>(
+        &self,
+        listener: &Source<L>,
+        accept: impl FnMut(&L) -> io::Result<S>,
+    ) -> io::Result<S> {
+        if let Some(delay) = self.delay() {
+            crate::sleep(delay);
+        }
+        let result = listener.do_io(Interest::Read, None, accept);
+        self.record(&result);
+        result
+    }
+
+    /// [`accept`](Self::accept) for async tasks.
+    pub(crate) async fn accept_async<L: AsRawFd, S>(
+        &self,
+        listener: &Source<L>,
+        mut accept: impl FnMut(&L) -> io::Result<S>,
+    ) -> io::Result<S> {
+        if let Some(delay) = self.delay() {
+            crate::time::sleep(delay).await;
+        }
+        let result =
+            std::future::poll_fn(|cx| listener.poll_io(Interest::Read, cx, &mut accept)).await;
+        self.record(&result);
+        result
     }
 }
 
@@ -103,12 +133,8 @@ impl TcpListener {
     /// descriptors (`EMFILE`, `ENFILE`) or memory, that error is returned and the
     /// next call waits a back-off first (see the [module docs](super)).
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        if let Some(delay) = self.backoff.delay() {
-            crate::sleep(delay);
-        }
-        let result = self.source.do_io(Interest::Read, None, |l| l.accept());
-        self.backoff.record(&result);
-        result.map(|(stream, peer)| (TcpStream::from_mio(stream), peer))
+        let (stream, peer) = self.backoff.accept(&self.source, |l| l.accept())?;
+        Ok((TcpStream::from_mio(stream), peer))
     }
 
     /// An endless iterator of accepted connections (errors included, as std's).

@@ -14,7 +14,6 @@ use std::time::Duration;
 use super::tcp::AcceptBackoff;
 use super::{stream_io, Conn};
 use crate::reactor::Source;
-use crate::sys::Interest;
 
 /// A Unix-domain socket server, listening for connections at a path.
 ///
@@ -75,12 +74,8 @@ impl UnixListener {
     /// What `accept(2)` reports; under descriptor exhaustion the next call
     /// waits a back-off first, as [`TcpListener::accept`](super::TcpListener::accept).
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        if let Some(delay) = self.backoff.delay() {
-            crate::sleep(delay);
-        }
-        let result = self.source.do_io(Interest::Read, None, |l| l.accept());
-        self.backoff.record(&result);
-        result.map(|(stream, peer)| (UnixStream::from_mio(stream), peer))
+        let (stream, peer) = self.backoff.accept(&self.source, |l| l.accept())?;
+        Ok((UnixStream::from_mio(stream), peer))
     }
 
     /// An endless iterator of accepted connections (errors included, as std's).
