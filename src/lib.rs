@@ -91,6 +91,7 @@ pub mod async_net;
 pub mod blocking;
 mod fiber;
 pub mod generator;
+mod loom;
 pub mod net;
 pub mod process;
 mod reactor;

@@ -27,7 +27,6 @@
 //! ```
 
 use std::fmt;
-use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::{Command, ExitStatus};
@@ -123,7 +122,7 @@ impl Child {
         drop(self.stdin.take());
         let child = &mut self.child;
         if let Some(exit) = &self.exit {
-            return poll_fn(|cx| exit.poll_io(Interest::Read, cx, |_| exited(child))).await;
+            return exit.io_async(Interest::Read, |_| exited(child)).await;
         }
         let mut pause = Duration::from_millis(1);
         loop {

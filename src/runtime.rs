@@ -187,6 +187,7 @@ impl Drop for EventLoop {
         self.core.close_inbox();
         self.core.cancel_all();
         self.core.shared().close_remote();
+        self.core.reactor.close();
         self.core.blocking.shutdown();
         scheduler::uninstall();
     }

@@ -77,7 +77,7 @@ pub(crate) struct Shared {
     /// Set when the loop has closed: a remote wake then drops its task at
     /// once, since no loop will drain the queue (and a task left in it would
     /// keep itself and this struct alive: a reference cycle).
-    closed: AtomicBool,
+    pub(crate) closed: AtomicBool,
 }
 
 /// Work from other threads, until the loop closes.

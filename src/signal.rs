@@ -30,7 +30,6 @@
 //! ```
 
 use std::fmt;
-use std::future::poll_fn;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -114,7 +113,7 @@ impl Signals {
 
     /// The async face of [`recv`](Self::recv).
     pub async fn recv_async(&self) -> io::Result<i32> {
-        poll_fn(|cx| self.source.poll_io(Interest::Read, cx, |_| self.next())).await
+        self.source.io_async(Interest::Read, |_| self.next()).await
     }
 
     /// A delivery that has already arrived, if any.

@@ -44,7 +44,6 @@
 //! replace each other's waker; give each direction one owner.
 
 use std::fmt;
-use std::future::poll_fn;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
@@ -169,7 +168,7 @@ impl TcpStream {
             let stream = TcpStream::from(net::TcpStream::from_mio(mio::net::TcpStream::connect(
                 addr,
             )?));
-            poll_fn(|cx| stream.source().poll_io(Interest::Write, cx, connected)).await?;
+            stream.source().io_async(Interest::Write, connected).await?;
             Ok(stream)
         })
         .await
@@ -353,20 +352,16 @@ impl UdpSocket {
         let target = *resolve_async(&target).await?.first().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
         })?;
-        poll_fn(|cx| {
-            self.source
-                .poll_io(Interest::Write, cx, |s| s.send_to(buf, target))
-        })
-        .await
+        self.source
+            .io_async(Interest::Write, |s| s.send_to(buf, target))
+            .await
     }
 
     /// Receives one datagram and its sender.
     pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        poll_fn(|cx| {
-            self.source
-                .poll_io(Interest::Read, cx, |s| s.recv_from(buf))
-        })
-        .await
+        self.source
+            .io_async(Interest::Read, |s| s.recv_from(buf))
+            .await
     }
 
     /// Sets the default destination and the only accepted source.
@@ -379,12 +374,12 @@ impl UdpSocket {
 
     /// Sends to the connected address.
     pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.source.poll_io(Interest::Write, cx, |s| s.send(buf))).await
+        self.source.io_async(Interest::Write, |s| s.send(buf)).await
     }
 
     /// Receives from the connected address.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        poll_fn(|cx| self.source.poll_io(Interest::Read, cx, |s| s.recv(buf))).await
+        self.source.io_async(Interest::Read, |s| s.recv(buf)).await
     }
 
     /// The local address.

@@ -2,7 +2,6 @@
 //! Unix types, sharing their registration and convertible with `From`.
 
 use std::fmt;
-use std::future::poll_fn;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::{AsRawFd, RawFd};
@@ -104,12 +103,13 @@ impl UnixStream {
         let stream = UnixStream::from(net::UnixStream::from_mio(mio::net::UnixStream::connect(
             path,
         )?));
-        poll_fn(|cx| {
-            stream.inner.source.poll_io(Interest::Write, cx, |s| {
+        stream
+            .inner
+            .source
+            .io_async(Interest::Write, |s| {
                 net::connect_progress(s.take_error(), || s.peer_addr())
             })
-        })
-        .await?;
+            .await?;
         Ok(stream)
     }
 
@@ -197,7 +197,7 @@ impl UnixDatagram {
         interest: Interest,
         mut op: impl FnMut(&mio::net::UnixDatagram) -> io::Result<R>,
     ) -> io::Result<R> {
-        poll_fn(|cx| self.inner.inner.source.poll_io(interest, cx, &mut op)).await
+        self.inner.inner.source.io_async(interest, &mut op).await
     }
 
     /// Connects to the socket at `path`: `send` and `recv` then use it.

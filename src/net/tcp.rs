@@ -97,8 +97,7 @@ impl AcceptBackoff {
         if let Some(delay) = self.delay() {
             crate::time::sleep(delay).await;
         }
-        let result =
-            std::future::poll_fn(|cx| listener.poll_io(Interest::Read, cx, &mut accept)).await;
+        let result = listener.io_async(Interest::Read, &mut accept).await;
         self.record(&result);
         result
     }
