@@ -9,9 +9,10 @@
 //!
 //! Everything here is ordinary fiber code. The signal arrives in a fiber as a
 //! value (`Signals::recv`), not in a handler that may do almost nothing.
-//! Cancelling a fiber makes its blocking call return a `Cancelled` error, so
-//! a cancelled connection unwinds through `?` and drops its socket; the
-//! deadline is `fiberloop::timeout` around a `WaitGroup`.
+//! Cancelling a fiber unwinds it from the blocking call it waits in (the
+//! call never returns), so a cancelled connection runs its destructors and
+//! drops its socket whatever its code does with errors; the deadline is
+//! `fiberloop::timeout` around a `WaitGroup`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -79,10 +80,7 @@ fn serve(stream: TcpStream, busy: &Cell<bool>, server: &Server) -> io::Result<()
             .filter(|&ms| ms <= MAX_WORK_MS);
         let reply = match ms {
             Some(ms) => {
-                fiberloop::sleep(Duration::from_millis(ms)); // returns early if cancelled
-                if fiberloop::current().is_cancelled() {
-                    return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
-                }
+                fiberloop::sleep(Duration::from_millis(ms)); // a cancel unwinds from here
                 format!("done {ms}\n")
             }
             None => format!("error: send `work MS` with MS at most {MAX_WORK_MS}\n"),
@@ -92,13 +90,12 @@ fn serve(stream: TcpStream, busy: &Cell<bool>, server: &Server) -> io::Result<()
     }
 }
 
-/// Accepts until cancelled; each connection gets a fiber and a registration.
+/// Accepts until cancelled (the shutdown's cancel unwinds it from `accept`);
+/// each connection gets a fiber and a registration.
 fn accept_loop(listener: TcpListener, server: Rc<Server>) {
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
-            // Cancelled by the shutdown: stop (an error loop here would spin).
-            Err(_) if server.stopping.get() => return,
             // Out of descriptors, say: `accept` backs off by itself.
             Err(e) => {
                 eprintln!("accept failed: {e}");
@@ -134,7 +131,7 @@ fn shutdown(signals: Signals, acceptor: JoinHandle<()>, server: &Server, grace: 
         }
     };
     server.stopping.set(true);
-    acceptor.cancel(); // its `accept` returns an error and the loop ends
+    acceptor.cancel(); // it unwinds from `accept`: the listener closes
     let _ = acceptor.join();
 
     let (busy, idle): (Vec<u64>, Vec<u64>) = {

@@ -17,11 +17,13 @@
 //!   <-------------------Return(output)-- stack goes back to the pool
 //! ```
 //!
-//! Cancellation (at the end of a loop) resumes a suspended fiber with
-//! `Resume::Unwind`: the suspend point raises a private panic payload that
-//! unwinds the fiber's stack, running destructors, and is caught at the fiber's
-//! root. If the fiber blocks again *while* unwinding (in a destructor), the
-//! blocking call returns a `Cancelled` error instead of unwinding twice.
+//! Cancellation ([`JoinHandle::cancel`], or the end of a loop) resumes a
+//! suspended fiber with `Resume::Unwind`: the suspend point raises a private
+//! panic payload ([`ForcedUnwind`]) that unwinds the fiber's stack, running
+//! destructors, and is caught at the fiber's root. A fiber never suspends
+//! while it is unwinding (`std::thread::panicking()` is per thread, and other
+//! fibers would see it): a blocking call in a destructor then returns a
+//! `Cancelled` error at once.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -245,6 +247,62 @@ pub(crate) fn suspend(reason: Suspend) -> Resume {
     resume
 }
 
+/// Installs, once per process, a panic hook that names the fiber a panic
+/// happens in: `thread 'main' fiber #3 'conn' panicked at src/main.rs:9:5:`,
+/// where std's own hook can only name the thread. Outside fibers it hands
+/// over to the hook that was there before. A hook set later replaces it.
+pub(crate) fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| match running_fiber_label() {
+            Some(label) => report_fiber_panic(&label, info),
+            None => previous(info),
+        }));
+    });
+}
+
+/// `fiber #3 'conn'` (or `fiber #3`) for the running fiber, if any.
+fn running_fiber_label() -> Option<String> {
+    if !in_fiber() {
+        return None;
+    }
+    let task = scheduler::with_core(|core| core.current_task()).flatten()?;
+    Some(match &task.name {
+        Some(name) => format!("fiber #{} '{name}'", task.id),
+        None => format!("fiber #{}", task.id),
+    })
+}
+
+/// Prints a panic the way std's default hook does, with the fiber named.
+fn report_fiber_panic(label: &str, info: &panic::PanicHookInfo<'_>) {
+    use std::backtrace::{Backtrace, BacktraceStatus};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static NOTED: AtomicBool = AtomicBool::new(false);
+    let thread = std::thread::current();
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("Box<dyn Any>");
+    let location = info
+        .location()
+        .map_or_else(String::new, |l| format!(" at {l}"));
+    let backtrace = Backtrace::capture();
+    let tail = match backtrace.status() {
+        BacktraceStatus::Captured => format!("stack backtrace:\n{backtrace}"),
+        _ if !NOTED.swap(true, Ordering::Relaxed) => "note: run with `RUST_BACKTRACE=1` \
+            environment variable to display a backtrace\n"
+            .to_owned(),
+        _ => String::new(),
+    };
+    eprint!(
+        "thread '{}' {label} panicked{location}:\n{message}\n{tail}",
+        thread.name().unwrap_or("<unnamed>")
+    );
+}
+
 /// A fiber factory, to set a fiber's name or stack size (like
 /// [`std::thread::Builder`]).
 ///
@@ -344,7 +402,7 @@ where
 #[inline] // the stack switch costs least where it is not behind a call: see docs/benchmarks.md
 pub fn yield_now() {
     if in_fiber() {
-        // A cancellation arriving here unwinds (or, mid-unwind, just returns).
+        // A cancellation arriving here unwinds; mid-unwind this just returns.
         let _ = wait::park(Suspend::Yield);
     } else {
         std::thread::yield_now();
@@ -352,8 +410,11 @@ pub fn yield_now() {
 }
 
 /// Blocks the calling fiber for at least `duration` (the thread, outside a
-/// fiber). Never returns early, except when the fiber is cancelled while
-/// already unwinding. `sleep(Duration::ZERO)` yields, like asyncio's `sleep(0)`.
+/// fiber). It returns early only inside a [`timeout`](crate::timeout) scope
+/// whose deadline comes first, or when called while the fiber is unwinding
+/// (in a destructor; an unwinding fiber never parks). A cancelled fiber
+/// does not return from `sleep`: it unwinds. `sleep(Duration::ZERO)` yields,
+/// like asyncio's `sleep(0)`.
 #[inline] // so that `sleep(Duration::ZERO)` is as cheap as `yield_now`
 pub fn sleep(duration: Duration) {
     if duration.is_zero() {

@@ -101,6 +101,7 @@ impl EventLoop {
     /// otherwise what creating the poller (`epoll`/`kqueue`) returned.
     pub fn new() -> io::Result<EventLoop> {
         crate::sys::signal::install();
+        crate::fiber::install_panic_hook();
         let core = Rc::new(Core::new()?);
         scheduler::install(core.clone())?;
         Ok(EventLoop { core })

@@ -334,9 +334,6 @@ pub(crate) fn join_on_same_loop(
     let joiner = &task.local(&core).joiner;
     let me = core.current_key().expect("a running fiber has a task");
     while !task.is_complete() {
-        if core.with_current(TaskCell::cancel_requested) == Some(true) {
-            return Some(Err(crate::wait::WaitError::Cancelled));
-        }
         joiner.set(Some(me));
         if let Err(e) = crate::wait::park(Suspend::Park) {
             return Some(Err(e)); // cancelled while unwinding
@@ -777,7 +774,7 @@ impl Core {
             }
             Body::Started(coro) => {
                 self.current.set(Some(NonNull::from(task)));
-                coro.resume(&local.fault, Resume::Run)
+                coro.resume(&local.fault, self.resume_how(task, local))
             }
             Body::Done => return false, // finished while queued (a stale wake)
             Body::NotStarted(_) => {
@@ -822,7 +819,16 @@ impl Core {
                 }
                 false
             }
-            CoroutineResult::Yield(Suspend::Park) => false,
+            CoroutineResult::Yield(Suspend::Park) => {
+                // A cancelled fiber that parks again (it caught the unwind)
+                // has no waker left to queue it: queue it, so that it is
+                // unwound again after the others had their turn.
+                if self.resume_how(task, local) == Resume::Unwind && !local.queued.replace(true) {
+                    drop(body);
+                    self.ready.borrow_mut().push_back(Runnable::Task(key));
+                }
+                false
+            }
             CoroutineResult::Yield(Suspend::Done) => {
                 let Body::Started(coro) = mem::replace(&mut *body, Body::Done) else {
                     unreachable!("a fiber that ran has a coroutine")
@@ -840,6 +846,17 @@ impl Core {
                 let _last = self.finish(task, Err(JoinError::cancelled()));
                 true
             }
+        }
+    }
+
+    /// How to resume a started fiber: unwind it if it was cancelled, unless
+    /// it waits in a shielded wait.
+    #[inline]
+    fn resume_how(&self, task: &TaskCell, local: &crate::task::Local) -> Resume {
+        if task.cancel_requested() && !local.shielded.get() {
+            Resume::Unwind
+        } else {
+            Resume::Run
         }
     }
 

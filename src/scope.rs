@@ -63,7 +63,12 @@ pub fn timeout<R>(duration: Duration, f: impl FnOnce() -> R) -> Result<R, Elapse
 /// panic, as `std::thread::scope` does. A fiber joined through its handle
 /// reports its panic there instead. If the calling fiber is cancelled while
 /// `scope` waits, the cancellation is passed on to the scope's fibers, and
-/// `scope` still waits for them.
+/// `scope` still waits for them (they may borrow from its stack); the calling
+/// fiber then unwinds at its next suspension point.
+///
+/// Called while the fiber is unwinding (from a destructor), where a fiber may
+/// not park, `scope` runs each spawned closure at once, in the caller's stack,
+/// one after another.
 ///
 /// ```
 /// fiberloop::run(|| {
@@ -162,11 +167,22 @@ impl<'scope> Scope<'scope, '_> {
             panics.len() - 1
         };
         let (their_value, their_panics) = (value.clone(), self.panics.clone());
-        let body: Box<dyn FnOnce() + 'scope> =
-            Box::new(move || match panic::catch_unwind(AssertUnwindSafe(f)) {
-                Ok(v) => their_value.set(Some(v)),
-                Err(payload) => their_panics.borrow_mut()[index] = Some(payload),
-            });
+        let body = move || match panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(v) => their_value.set(Some(v)),
+            Err(payload) => their_panics.borrow_mut()[index] = Some(payload),
+        };
+        if std::thread::panicking() {
+            // Unwinding: no fiber may park now, so no fiber is needed.
+            body();
+            return ScopedJoinHandle {
+                handle: None,
+                value,
+                panics: self.panics.clone(),
+                index,
+                _scope: PhantomData,
+            };
+        }
+        let body: Box<dyn FnOnce() + 'scope> = Box::new(body);
         // SAFETY: `scope` does not return, nor unwind past its frame, before
         // every fiber spawned here has finished (`WaitAll` waits even while
         // panicking, and shielded from cancellation), so everything `body`
@@ -177,7 +193,7 @@ impl<'scope> Scope<'scope, '_> {
         let handle: JoinHandle<()> = crate::spawn(body);
         self.spawned.borrow_mut().push(handle.cell().clone());
         ScopedJoinHandle {
-            handle,
+            handle: Some(handle),
             value,
             panics: self.panics.clone(),
             index,
@@ -231,7 +247,8 @@ impl std::fmt::Debug for Scope<'_, '_> {
 
 /// The handle of a fiber spawned in a [`scope`].
 pub struct ScopedJoinHandle<'scope, T> {
-    handle: JoinHandle<()>,
+    /// `None` for a closure that ran inline (spawned while unwinding).
+    handle: Option<JoinHandle<()>>,
     value: Rc<Cell<Option<T>>>,
     panics: Panics,
     index: usize,
@@ -245,7 +262,9 @@ impl<T> ScopedJoinHandle<'_, T> {
     /// # Errors
     /// A [`JoinError`] if the fiber panicked, was cancelled, or could not start.
     pub fn join(self) -> Result<T, JoinError> {
-        self.handle.join()?;
+        if let Some(handle) = self.handle {
+            handle.join()?;
+        }
         if let Some(value) = self.value.take() {
             return Ok(value);
         }
@@ -257,7 +276,7 @@ impl<T> ScopedJoinHandle<'_, T> {
 
     /// True once the fiber has finished.
     pub fn is_finished(&self) -> bool {
-        self.handle.is_finished()
+        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
     }
 }
 

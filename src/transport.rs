@@ -52,7 +52,8 @@
 //!
 //! A panic in a callback ends only that connection: its driver task stops,
 //! the socket closes (without `connection_lost`), and the loop and the other
-//! connections go on.
+//! connections go on. That holds for every callback, `connection_made`
+//! included, and for [`serve`]'s protocol factory.
 //!
 //! A transport belongs to its loop's thread (it is neither `Send` nor
 //! `Sync`); fibers and tasks of that loop may use it too.
@@ -526,11 +527,22 @@ impl fmt::Debug for Transport {
 /// ```
 ///
 /// # Errors
-/// `NotFound` when the thread has no event loop.
+/// `NotFound` when the thread has no event loop; `Other` when
+/// `connection_made` panicked (the connection is closed then, and nothing
+/// else is affected).
 pub fn attach<S: Into<Stream>, P: Protocol>(stream: S, mut protocol: P) -> io::Result<Transport> {
     no_loop_check()?;
     let transport = Transport::new(stream.into());
-    protocol.connection_made(&transport);
+    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        protocol.connection_made(&transport);
+    }));
+    if made.is_err() {
+        // As for any callback: this connection ends, nothing else does.
+        *transport.shared.endpoint.borrow_mut() = None;
+        return Err(io::Error::other(
+            "Protocol::connection_made panicked; the connection was closed",
+        ));
+    }
     crate::task::spawn(Driver {
         transport: transport.clone(),
         protocol,
@@ -621,9 +633,15 @@ where
     let listener = listener.into();
     let acceptor = crate::task::spawn(async move {
         loop {
-            if let Ok(stream) = listener.accept().await {
-                // Cannot fail: this task runs on a loop.
-                let _ = attach(stream, factory());
+            let Ok(stream) = listener.accept().await else {
+                continue;
+            };
+            // A factory that panics costs this connection only (the stream
+            // is dropped, so the client sees it closed); so does a
+            // `connection_made` that panics (`attach` reports it).
+            let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut factory));
+            if let Ok(protocol) = made {
+                let _ = attach(stream, protocol);
             }
         }
     });

@@ -25,18 +25,20 @@ use std::time::Instant;
 
 use crate::fiber::{self, ForcedUnwind, Resume, Suspend};
 use crate::scheduler::{self, Core};
-use crate::task::TaskCell;
 use crate::timer::{TimerAction, TimerKey};
 
 /// Why a blocking call ended without its result: the deadline passed (its
 /// own timeout, or an enclosing [`timeout`](crate::timeout) scope), or the
-/// fiber was cancelled. Converts to an `io::Error` (`TimedOut`, or `Other`
+/// fiber is unwinding and may not park. Converts to an `io::Error` (`TimedOut`, or `Other`
 /// wrapping [`Cancelled`](crate::Cancelled)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitError {
     /// The deadline passed.
     TimedOut,
-    /// The waiting fiber was cancelled.
+    /// The fiber is unwinding (from a panic, or from a cancellation) and
+    /// blocked in a destructor: an unwinding fiber never parks, so the call
+    /// fails at once. (A cancellation that reaches a fiber *waiting* unwinds
+    /// it instead: see [`JoinHandle::cancel`](crate::JoinHandle::cancel).)
     Cancelled,
 }
 
@@ -60,15 +62,40 @@ impl From<WaitError> for io::Error {
     }
 }
 
-/// Suspends the calling fiber. On cancellation this unwinds the fiber (or,
-/// when it is already unwinding, returns `Cancelled` so that a destructor's
-/// blocking call fails instead of unwinding twice).
+/// Suspends the calling fiber. When the loop resumes it to be cancelled, this
+/// raises the private [`ForcedUnwind`] payload, which unwinds the fiber's
+/// stack (running its destructors) to its root.
+///
+/// A fiber that is unwinding (a panic, or a cancellation) never suspends:
+/// `std::thread::panicking()` is per thread, so every other fiber run
+/// meanwhile would see it true (and a std `Mutex` it unlocked would come out
+/// poisoned). Its blocking calls return `Cancelled` at once instead.
 #[inline]
 pub(crate) fn park(reason: Suspend) -> Result<(), WaitError> {
+    if thread::panicking() {
+        return Err(WaitError::Cancelled);
+    }
     match fiber::suspend(reason) {
         Resume::Run => Ok(()),
-        Resume::Unwind if thread::panicking() => Err(WaitError::Cancelled),
         Resume::Unwind => panic::resume_unwind(Box::new(ForcedUnwind)),
+        Resume::Retire => unreachable!("fiberloop: Retire goes only to idle coroutines"),
+    }
+}
+
+/// Suspends the calling fiber in a wait that cancellation must not abandon
+/// (see [`block_on_shielded`]): the loop resumes it as usual when it is
+/// cancelled, and only the end of the loop interrupts it, with `Cancelled`.
+fn park_shielded(core: &Core) -> Result<(), WaitError> {
+    if thread::panicking() {
+        return Err(WaitError::Cancelled);
+    }
+    let shield = |on| core.with_current(|task| task.local(core).shielded.set(on));
+    shield(true);
+    let resumed = fiber::suspend(Suspend::Park);
+    shield(false);
+    match resumed {
+        Resume::Run => Ok(()),
+        Resume::Unwind => Err(WaitError::Cancelled),
         Resume::Retire => unreachable!("fiberloop: Retire goes only to idle coroutines"),
     }
 }
@@ -111,8 +138,10 @@ pub(crate) fn fiber_core() -> Option<Rc<Core>> {
 /// ```
 ///
 /// # Errors
-/// [`Cancelled`](crate::Cancelled) when the fiber is being cancelled (the
-/// future is dropped unfinished), as every blocking call reports it.
+/// [`Cancelled`](crate::Cancelled) when called while the fiber is unwinding
+/// (a blocking call in a destructor during a panic or a cancellation): an
+/// unwinding fiber never parks. A cancellation that arrives during the wait
+/// unwinds the fiber instead (the future is dropped unfinished).
 ///
 /// # Panics
 /// On a loop thread outside any fiber (in a `call_soon` callback, or in an
@@ -133,9 +162,9 @@ pub(crate) fn block_on<T>(
 }
 
 /// Like [`block_on`], but neither cancellation nor timeout scopes interrupt
-/// it; only a fiber being force-unwound (the end of its loop) gets an error.
-/// For waits that must not be abandoned, like a scope waiting for fibers that
-/// borrow from its stack.
+/// it; only the end of the loop does, with an error. For waits that must not
+/// be abandoned, like a scope waiting for fibers that borrow from its stack
+/// (the caller sees the cancellation with `fiber::current_cancelled`).
 pub(crate) fn block_on_shielded<T>(
     poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, WaitError> {
@@ -236,9 +265,6 @@ fn block_on_fiber<T>(
         if let Poll::Ready(value) = poll(&mut cx) {
             return Ok(value);
         }
-        if interruptible && core.with_current(TaskCell::cancel_requested) == Some(true) {
-            return Err(WaitError::Cancelled);
-        }
         if let Some(deadline) = deadline {
             if Instant::now() >= deadline {
                 return Err(WaitError::TimedOut);
@@ -246,7 +272,11 @@ fn block_on_fiber<T>(
             // Set the timer only once we know we must wait.
             timer.get_or_insert_with(|| TimerGuard::new(core, deadline, &waker));
         }
-        park(Suspend::Park)?;
+        if interruptible {
+            park(Suspend::Park)?;
+        } else {
+            park_shielded(core)?;
+        }
     }
 }
 

@@ -402,3 +402,58 @@ fn a_panicking_protocol_closes_only_its_connection() {
         assert_eq!(&buf, b"fine");
     });
 }
+
+/// An echo, or (without one) a protocol whose `connection_made` panics.
+struct PanicsOnArrival(Option<Echo>);
+
+impl Protocol for PanicsOnArrival {
+    fn connection_made(&mut self, transport: &Transport) {
+        match &mut self.0 {
+            Some(echo) => echo.connection_made(transport),
+            None => panic!("connection_made bug (expected)"),
+        }
+    }
+    fn data_received(&mut self, data: &[u8]) {
+        if let Some(echo) = &mut self.0 {
+            echo.data_received(data);
+        }
+    }
+}
+
+/// Every other connection's factory panics, or its `connection_made` does:
+/// those clients see their connection closed; the server keeps serving.
+#[test]
+fn a_panic_in_connection_made_or_the_factory_ends_only_that_connection() {
+    fiberloop::run(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Log::default();
+        let made = Rc::new(std::cell::Cell::new(0));
+        let server = transport::serve(listener, {
+            let (log, made) = (log.clone(), made.clone());
+            move || {
+                made.set(made.get() + 1);
+                match made.get() % 3 {
+                    1 => panic!("factory bug (expected)"),
+                    2 => PanicsOnArrival(None),
+                    _ => PanicsOnArrival(Some(Echo::new(&log))),
+                }
+            }
+        })
+        .unwrap();
+        for round in 0..2 {
+            for broken in 0..2 {
+                let mut client = TcpStream::connect(addr).unwrap();
+                let mut buf = [0; 8];
+                let n = client.read(&mut buf).unwrap_or(0);
+                assert_eq!(n, 0, "round {round}, broken {broken}: closed");
+            }
+            let mut client = TcpStream::connect(addr).unwrap();
+            client.write_all(b"alive").unwrap();
+            let mut buf = [0; 5];
+            client.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"alive", "round {round}: still serving");
+        }
+        server.close();
+    });
+}

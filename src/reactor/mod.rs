@@ -397,14 +397,6 @@ impl<T: AsRawFd> Source<T> {
             )),
         }
     }
-
-    /// Number of waiters in `interest`'s direction (for tests).
-    #[cfg(test)]
-    pub(crate) fn waiter_count(&self, interest: Interest) -> usize {
-        self.waiters
-            .get()
-            .map_or(0, |io| io.waiter_count(interest as usize))
-    }
 }
 
 /// Removes a waiter that gives up from its source's list when dropped:

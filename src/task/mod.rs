@@ -30,7 +30,7 @@
 
 mod raw;
 
-pub(crate) use raw::{waker_ref, Body, BoxFuture, Closure, Output, TaskCell};
+pub(crate) use raw::{waker_ref, Body, BoxFuture, Closure, Local, Output, TaskCell};
 pub use raw::{Fiber, FiberId, JoinError, JoinHandle};
 
 use std::any::Any;

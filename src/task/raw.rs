@@ -96,6 +96,9 @@ pub(crate) struct Local {
     pub(crate) joiner: Cell<Option<(usize, u64)>>,
     /// The nearest deadline of the `fiberloop::timeout` scopes the fiber is in.
     pub(crate) deadline: Cell<Option<std::time::Instant>>,
+    /// True while the fiber is parked in a shielded wait: a cancellation then
+    /// resumes it normally instead of unwinding it.
+    pub(crate) shielded: Cell<bool>,
     /// Strong counts held for the next waker clones (see [`waker_ref`]).
     spare_refs: Cell<usize>,
     /// False once the task left the table: wakers then release for real.
@@ -147,6 +150,7 @@ impl TaskCell {
                 queued: Cell::new(false),
                 joiner: Cell::new(None),
                 deadline: Cell::new(None),
+                shielded: Cell::new(false),
                 spare_refs: Cell::new(0),
                 bank_open: Cell::new(true),
                 key: Cell::new(usize::MAX),
@@ -425,7 +429,14 @@ impl<T: 'static> JoinHandle<T> {
     ///
     /// In a fiber this blocks only the calling fiber; on a plain thread it
     /// blocks the thread. If the *calling* fiber is cancelled while waiting,
-    /// this returns a cancelled [`JoinError`] and the fiber being joined runs on.
+    /// it unwinds from here like from any other wait, and the fiber being
+    /// joined runs on, detached.
+    ///
+    /// # Errors
+    /// A [`JoinError`]: the fiber panicked, was cancelled (it was unwound, or
+    /// never started), or could not get a stack. Called while the calling
+    /// fiber is itself unwinding, `join` cannot wait and reports
+    /// [`JoinError::is_cancelled`] unless the fiber has already finished.
     #[inline]
     pub fn join(mut self) -> Result<T, JoinError> {
         let task = self.task.take().expect("join handle used after join");
@@ -433,7 +444,8 @@ impl<T: 'static> JoinHandle<T> {
             let waited = crate::scheduler::join_on_same_loop(&task)
                 .unwrap_or_else(|| crate::wait::block_on(None, |cx| task.poll_complete(cx)));
             if waited.is_err() {
-                // We were cancelled while waiting: leave the fiber detached.
+                // We could not wait (unwinding, or a timeout scope ran out):
+                // leave the fiber detached.
                 self.task = Some(task);
                 return Err(JoinError::cancelled());
             }
@@ -449,15 +461,36 @@ impl<T: 'static> JoinHandle<T> {
         self.task().is_complete()
     }
 
-    /// Cancels the fiber, cooperatively: its blocking call (now, or the next
-    /// one that would block) returns a cancelled error — `WaitError::Cancelled`,
-    /// an `io::Error` wrapping [`Cancelled`](crate::Cancelled), a channel's
-    /// `Cancelled` variant — so it unwinds through ordinary `?` and runs its
-    /// destructors, holding no lock it was waiting for. A fiber that has not
-    /// started never runs. A fiber that ignores the errors and keeps going is
-    /// not stopped: cancellation is a request.
+    /// Cancels the fiber: it ends at its next suspension point, whatever its
+    /// code does with errors, as a greenlet ends with `GreenletExit` at its
+    /// next switch and an asyncio task with `CancelledError` at its next
+    /// `await`.
     ///
-    /// Joining a cancelled fiber returns whatever it returned (often the error).
+    /// - A fiber that has not started never runs.
+    /// - A fiber that is waiting (any blocking call, `sleep`, `yield_now`,
+    ///   `join`) is woken, and the call does not return: it unwinds the
+    ///   fiber's stack with a private panic payload (no panic message is
+    ///   printed), running every destructor on the way, and the unwind is
+    ///   caught at the fiber's root. [`join`](Self::join) then reports
+    ///   [`JoinError::is_cancelled`].
+    /// - A fiber that is running carries on until its next suspension point.
+    ///   Code that never blocks can look at [`Fiber::is_cancelled`].
+    ///
+    /// Clean-up belongs in destructors (guards, `Drop` types), which run during
+    /// the unwind. While it unwinds the fiber never parks: a blocking call in
+    /// a destructor returns `Cancelled` at once (`WaitError::Cancelled`, an
+    /// `io::Error` wrapping [`Cancelled`](crate::Cancelled), a channel's
+    /// `Cancelled` variant). A `std::sync::MutexGuard` dropped by the unwind
+    /// poisons its mutex, as any panic does; fiberloop's own
+    /// [`sync::Mutex`](crate::sync::Mutex) does not poison. Code that catches
+    /// panics (`catch_unwind`) also catches the cancellation; it is raised
+    /// again at the fiber's next suspension point, after the other fibers had
+    /// a turn, so such a loop cannot starve the rest.
+    ///
+    /// Waits that must not be abandoned are shielded: a
+    /// [`scope`](crate::scope) waiting for fibers that borrow from its stack
+    /// passes the cancellation on to them, waits for them, and the fiber
+    /// unwinds at its next suspension point after the scope.
     pub fn cancel(&self) {
         self.task().request_cancel();
     }
