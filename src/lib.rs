@@ -72,9 +72,11 @@
 //! Each fiber gets a guarded stack ([`DEFAULT_STACK_SIZE`] by default) from a
 //! per-thread pool when it first runs, and gives it back when it ends. An
 //! overflow hits the guard page and aborts the process with a message naming
-//! the fiber. Each live stack costs two kernel memory mappings, so Linux's
-//! default `vm.max_map_count` (65530) allows about 32 K fibers holding a stack
-//! at once; spawning past that returns an error that says so.
+//! the fiber. Each live stack costs two kernel memory mappings, and Linux's
+//! default `vm.max_map_count` (65530) caps them; keeping 4,096 mappings for
+//! the rest of the process, at most 30,717 fibers can be alive at once.
+//! `spawn` reserves a stack for each fiber, so spawning past that returns an
+//! error that names the limit and how to raise it.
 
 #![warn(
     missing_docs,

@@ -453,9 +453,12 @@ impl Core {
 
     /// Creates a task for `closure` and queues it ahead of older work.
     ///
-    /// If no idle coroutine of that stack size is at hand, one is made now, so
-    /// that running out of memory or mappings is reported by this spawn rather
-    /// than when the fiber starts.
+    /// The fiber gets its stack when it first runs; a reservation made now
+    /// makes sure there will be one to map, so that hitting the limit on
+    /// live stacks is reported by this spawn (see the `stack` module). If no
+    /// idle coroutine of that size is at hand, one is made now, so that a
+    /// size that cannot be mapped (address space, memory) is reported here
+    /// too.
     pub(crate) fn spawn(
         &self,
         closure: Closure,
@@ -463,11 +466,19 @@ impl Core {
         stack_size: usize,
     ) -> io::Result<Arc<TaskCell>> {
         let stack_size = crate::sys::stack::usable_size(stack_size)?;
+        stack::reserve(stack_size)?;
         if !self.has_idle(stack_size) {
-            let coro = Coro::new(stack::take(stack_size)?);
-            self.park_idle(coro);
+            match stack::take(stack_size) {
+                Ok(stack) => self.park_idle(Coro::new(stack)),
+                Err(e) => {
+                    stack::unreserve();
+                    return Err(e);
+                }
+            }
         }
-        Ok(self.insert(Body::NotStarted(closure), name, stack_size))
+        let task = self.insert(Body::NotStarted(closure), name, stack_size);
+        task.local(self).reserved.set(true);
+        Ok(task)
     }
 
     /// Builds a task for a loop from any thread; the loop adopts it later.
@@ -509,6 +520,38 @@ impl Core {
 
     fn has_idle(&self, size: usize) -> bool {
         self.idle.borrow().iter().rev().any(|c| c.size() == size)
+    }
+
+    /// A coroutine for a fiber that is starting: an idle one of its stack
+    /// size, or a new one. Its stack is reserved (taken here for a fiber that
+    /// was handed in from another thread). At the limit on mapped stacks,
+    /// idle stacks of other sizes are unmapped to make room, once.
+    fn coroutine_for(&self, local: &crate::task::Local) -> io::Result<Coro> {
+        if !local.reserved.get() {
+            stack::reserve(local.stack_size)?;
+            local.reserved.set(true);
+        }
+        self.take_idle(local.stack_size).or_else(|_| {
+            self.trim_idle();
+            self.take_idle(local.stack_size)
+        })
+    }
+
+    /// Unmaps every idle stack of this thread (pool and idle coroutines).
+    fn trim_idle(&self) {
+        let idle = mem::take(&mut *self.idle.borrow_mut());
+        self.idle_bytes.set(0);
+        for coro in idle {
+            drop(coro.retire());
+        }
+        stack::trim();
+    }
+
+    /// Ends a finished (or never started) fiber's stack reservation.
+    fn unreserve(local: &crate::task::Local) {
+        if local.reserved.replace(false) {
+            stack::unreserve();
+        }
     }
 
     /// An idle coroutine of `size`, or a new one.
@@ -788,11 +831,15 @@ impl Core {
                     let _last = self.finish(task, Err(JoinError::cancelled()));
                     return true;
                 }
-                let coro = match self.take_idle(local.stack_size) {
+                let coro = match self.coroutine_for(local) {
                     Ok(coro) => coro,
                     Err(e) => {
                         drop(body);
                         drop(closure); // its captures are dropped here, on the owner thread
+                        if task.is_detached() {
+                            // No join will report it: say it here.
+                            eprintln!("fiberloop: fiber #{} could not start: {e}", task.id);
+                        }
                         let _last = self.finish(task, Err(JoinError::no_stack(e)));
                         return true;
                     }
@@ -865,6 +912,7 @@ impl Core {
     #[must_use]
     fn finish(&self, task: &TaskCell, output: Output) -> Option<Arc<TaskCell>> {
         let local = task.local(self);
+        Self::unreserve(local);
         task.complete(local, output);
         if let Some((key, id)) = local.joiner.take() {
             self.schedule_joiner(key, id);
@@ -903,6 +951,7 @@ impl Core {
             for task in tasks {
                 let local = task.local(self);
                 *local.body.borrow_mut() = Body::Done;
+                Self::unreserve(local);
                 task.close_bank(local);
             }
         }

@@ -12,9 +12,20 @@
 //! Idle stacks keep the pages their last fiber dirtied. That is what makes reuse
 //! cheap, and it is bounded: at most [`MAX_IDLE_BYTES`] of idle stacks are kept
 //! per thread; beyond that returned stacks are unmapped.
+//!
+//! # The limit on live stacks
+//!
+//! Each mapped stack costs two kernel mappings, and `vm.max_map_count`
+//! (65530 by default) bounds them per process, so about 30 K stacks can be
+//! mapped at once (see `sys::stack`). A fiber has no stack until it first
+//! runs, so `spawn` *reserves* one: it counts the fiber against that limit
+//! and fails with an error naming `vm.max_map_count` when every stack is
+//! spoken for, rather than handing out a fiber that could never run. The
+//! reservation ends when the fiber does.
 
 use std::cell::RefCell;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::sys::stack::GuardedStack;
 
@@ -61,6 +72,40 @@ pub(crate) fn take(size: usize) -> io::Result<Stack> {
         Some(stack) => Ok(stack),
         None => GuardedStack::new(size),
     }
+}
+
+/// Fibers holding a stack or promised one, in every thread.
+static RESERVED: AtomicUsize = AtomicUsize::new(0);
+
+/// Promises a stack of `size` usable bytes to a fiber about to be spawned.
+///
+/// # Errors
+/// `OutOfMemory`, naming `vm.max_map_count`, when as many fibers as stacks
+/// can be mapped already hold or were promised one.
+pub(crate) fn reserve(size: usize) -> io::Result<()> {
+    let limit = crate::sys::stack::stack_limit();
+    if RESERVED.fetch_add(1, Ordering::Relaxed) >= limit {
+        RESERVED.fetch_sub(1, Ordering::Relaxed);
+        return Err(crate::sys::stack::limit_error(size, limit));
+    }
+    Ok(())
+}
+
+/// Ends a reservation made by [`reserve`]: its fiber has finished, or will
+/// never start.
+pub(crate) fn unreserve() {
+    RESERVED.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Unmaps this thread's idle stacks, making room under the limit for a
+/// stack of another size.
+pub(crate) fn trim() {
+    let idle = POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        pool.idle_bytes = 0;
+        std::mem::take(&mut pool.classes)
+    });
+    drop(idle);
 }
 
 /// Returns a stack whose fiber has finished.

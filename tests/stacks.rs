@@ -119,36 +119,58 @@ fn running_out_of_address_space_is_reported_by_spawn() {
     assert!(stdout.contains("out of memory"), "{stdout}");
 }
 
+/// True when `vm.max_map_count` is Linux's default (a child that runs into
+/// a raised one would take too long).
+fn default_map_count() -> bool {
+    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let default = max.is_some_and(|m| m <= 70_000);
+    if !default {
+        println!(
+            "vm.max_map_count is not the default here; the child would take too long, skipped"
+        );
+    }
+    default
+}
+
+/// Spawning blocked fibers with default stacks, without yielding: spawn
+/// fails with an error naming `vm.max_map_count` before the stacks run out,
+/// every fiber it accepted runs, and the loop closes (no abort, no hang).
 #[test]
 fn hitting_vm_max_map_count_names_the_limit() {
     if util::in_child() {
-        fiberloop::run(|| {
-            // Park fibers (each holding a stack) until spawning fails.
+        let ran = std::rc::Rc::new(std::cell::Cell::new(0usize));
+        let r = ran.clone();
+        let spawned = fiberloop::run(move || {
             let mut parked = Vec::new();
             let err = loop {
-                match fiberloop::Builder::new()
-                    .stack_size(16 * 1024)
-                    .spawn(|| fiberloop::sleep(Duration::from_secs(3600)))
-                {
+                let r = r.clone();
+                match fiberloop::Builder::new().spawn(move || {
+                    r.set(r.get() + 1);
+                    fiberloop::sleep(Duration::from_secs(3600));
+                }) {
                     Ok(h) => parked.push(h),
                     Err(e) => break e,
-                }
-                if parked.len() % 256 == 0 {
-                    fiberloop::yield_now(); // let them start and take their stacks
                 }
                 assert!(parked.len() < 200_000, "no limit was hit");
             };
             println!("SPAWN-ERROR after {} fibers: {err}", parked.len());
+            // All of them start now, each mapping its stack (bounded by the
+            // child's own time limit).
+            while r.get() < parked.len() {
+                fiberloop::sleep(Duration::from_millis(5));
+            }
+                                                         // Memory is still there for everything else.
+            let big = vec![1u8; 64 << 20];
+            assert_eq!(big.len(), 64 << 20);
+            parked.len()
         });
+        assert_eq!(ran.get(), spawned, "every accepted fiber ran");
+        println!("RAN {spawned}");
         return;
     }
-    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    if max.is_none_or(|m| m > 70_000) {
-        println!(
-            "vm.max_map_count is not the default here; the child would take too long, skipped"
-        );
+    if !default_map_count() {
         return;
     }
     let out = util::run_in_child("hitting_vm_max_map_count_names_the_limit");
@@ -159,7 +181,44 @@ fn hitting_vm_max_map_count_names_the_limit() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("vm.max_map_count"), "{stdout}");
+    assert!(stdout.contains("fiber stacks are in use"), "{stdout}");
     assert!(stdout.contains("sysctl -w vm.max_map_count="), "{stdout}");
+    assert!(stdout.contains("RAN "), "{stdout}");
+}
+
+/// The same with `fiberloop::spawn`, which panics at the limit: the panic
+/// reaches `run`'s caller and the loop's teardown unwinds every fiber.
+#[test]
+fn spawn_panics_at_the_limit_and_the_loop_still_closes() {
+    if util::in_child() {
+        let outcome = std::panic::catch_unwind(|| {
+            fiberloop::run(|| loop {
+                fiberloop::spawn(|| fiberloop::sleep(Duration::from_secs(3600)));
+            })
+        });
+        let payload = outcome.unwrap_err();
+        let message = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_default();
+        println!("PANIC: {message}");
+        return;
+    }
+    if !default_map_count() {
+        return;
+    }
+    let out = util::run_in_child("spawn_panics_at_the_limit_and_the_loop_still_closes");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("PANIC: fiberloop::spawn: cannot map"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("vm.max_map_count"), "{stdout}");
 }
 
 #[test]

@@ -15,11 +15,17 @@
 //!
 //! The two protections make two kernel mappings (VMAs) per stack, so
 //! `vm.max_map_count` (65530 by default on Linux) caps live stacks at about
-//! 32 K per process. When `mmap` or `mprotect` fails we find out which limit was
-//! hit and say so, with the way to raise it, in the returned `io::Error`.
+//! 32 K per process. Running into that cap would also starve everything else
+//! that maps memory (`malloc` among them, whose failure aborts), so we stop
+//! short of it: at most [`stack_limit`] stacks are mapped at once, which
+//! leaves [`HEADROOM`] mappings to the rest of the process. The live count is
+//! kept in a counter and the limit is read once, so reporting the error needs
+//! no file read and no large allocation at the moment memory is short.
 
 use std::io;
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use corosensei::stack::valgrind::ValgrindStackRegistration;
 use corosensei::stack::{Stack, StackPointer};
@@ -35,6 +41,54 @@ pub(crate) fn page_size() -> usize {
         let page = syscall!(sysconf(libc::_SC_PAGESIZE)).unwrap_or(4096) as usize;
         page.max(4096)
     })
+}
+
+/// Kernel mappings left to the rest of the process (heap arenas, thread
+/// stacks, libraries) when fiber stacks are capped below `vm.max_map_count`.
+pub(crate) const HEADROOM: usize = 4096;
+
+/// Stacks mapped now, in every thread.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Stacks mapped now, in every thread (fibers', idle ones, generators').
+pub(crate) fn live_stacks() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// `vm.max_map_count`, read once (65530, Linux's default, where it cannot be
+/// read).
+fn max_map_count() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(65_530)
+    })
+}
+
+/// The most stacks mapped at once: two mappings each, below
+/// `vm.max_map_count` less [`HEADROOM`].
+pub(crate) fn stack_limit() -> usize {
+    max_map_count().saturating_sub(HEADROOM) / 2
+}
+
+/// The error for a stack refused at [`stack_limit`], with `count` stacks
+/// (mapped, or promised to fibers) in use.
+pub(crate) fn limit_error(size: usize, count: usize) -> io::Error {
+    let max = max_map_count();
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!(
+            "cannot map a {} KiB fiber stack: {count} fiber stacks are in use, the most this \
+             process can hold: each guarded stack takes 2 kernel memory mappings and the limit \
+             vm.max_map_count is {max} ({HEADROOM} are left to the rest of the process). \
+             Raise it with `sudo sysctl -w vm.max_map_count={}`, or keep fewer fibers alive \
+             at once",
+            size / 1024,
+            max.saturating_mul(4).max(262_144),
+        ),
+    )
 }
 
 /// A stack of `size` usable bytes above one guard page. Owns its mapping.
@@ -55,9 +109,18 @@ impl GuardedStack {
         let page = page_size();
         let usable = usable_size(size)?;
         let len = usable.checked_add(page).ok_or_else(|| too_large(size))?;
-
-        // A fresh anonymous private mapping: no fd, no fixed address.
-        let addr = unsafe_mmap(len).map_err(|e| explain(e, usable))?;
+        if LIVE.fetch_add(1, Ordering::Relaxed) >= stack_limit() {
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+            return Err(limit_error(usable, stack_limit()));
+        }
+        // Counted from here: `Drop` uncounts it, and so does a failed map.
+        let addr = match unsafe_mmap(len) {
+            Ok(addr) => addr,
+            Err(e) => {
+                LIVE.fetch_sub(1, Ordering::Relaxed);
+                return Err(explain(e, usable));
+            }
+        };
         let stack = GuardedStack {
             bottom: addr as usize,
             len,
@@ -115,6 +178,7 @@ impl Drop for GuardedStack {
         // dropped (coroutines give their stack back only after finishing).
         let res = syscall!(munmap(self.bottom as *mut libc::c_void, self.len));
         debug_assert!(res.is_ok(), "munmap of a fiber stack failed: {res:?}");
+        LIVE.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -140,6 +204,7 @@ fn too_large(size: usize) -> io::Error {
 }
 
 /// Rewrites a failed `mmap`/`mprotect` into an error that names the limit.
+/// Reads no file and allocates little: memory may be short right now.
 fn explain(err: io::Error, size: usize) -> io::Error {
     if err.raw_os_error() != Some(libc::ENOMEM) {
         return io::Error::new(
@@ -147,38 +212,20 @@ fn explain(err: io::Error, size: usize) -> io::Error {
             format!("cannot map a {} KiB fiber stack: {err}", size / 1024),
         );
     }
-    let maps = count_mappings();
-    let max = read_max_map_count();
-    let message = match (maps, max) {
-        (Some(maps), Some(max)) if maps + 2 >= max => format!(
-            "cannot map a {} KiB fiber stack: the process has {maps} memory mappings and the \
-             kernel limit vm.max_map_count is {max} (each guarded fiber stack takes 2, so about \
-             {} fibers can hold a stack at once). Raise it with \
-             `sudo sysctl -w vm.max_map_count={}`, or keep fewer fibers alive at once",
+    // Within reach of the mapping limit (other code maps memory too), the
+    // limit is the likelier cause.
+    if live_stacks() * 2 + 2 * HEADROOM >= max_map_count() {
+        return limit_error(size, live_stacks());
+    }
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!(
+            "cannot map a {} KiB fiber stack: out of memory (ENOMEM with {} fiber stacks live; \
+             check `ulimit -v` and the memory available), or use a smaller stack size",
             size / 1024,
-            max / 2,
-            max.saturating_mul(4).max(262_144),
+            live_stacks(),
         ),
-        _ => format!(
-            "cannot map a {} KiB fiber stack: out of memory (ENOMEM; check `ulimit -v` and the \
-             memory available), or use a smaller stack size",
-            size / 1024
-        ),
-    };
-    io::Error::new(io::ErrorKind::OutOfMemory, message)
-}
-
-fn read_max_map_count() -> Option<usize> {
-    std::fs::read_to_string("/proc/sys/vm/max_map_count")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn count_mappings() -> Option<usize> {
-    let maps = std::fs::read("/proc/self/maps").ok()?;
-    Some(maps.iter().filter(|&&b| b == b'\n').count())
+    )
 }
 
 #[cfg(test)]

@@ -96,6 +96,8 @@ pub(crate) struct Local {
     pub(crate) joiner: Cell<Option<(usize, u64)>>,
     /// The nearest deadline of the `fiberloop::timeout` scopes the fiber is in.
     pub(crate) deadline: Cell<Option<std::time::Instant>>,
+    /// True while the fiber holds a stack reservation (`stack::reserve`).
+    pub(crate) reserved: Cell<bool>,
     /// True while the fiber is parked in a shielded wait: a cancellation then
     /// resumes it normally instead of unwinding it.
     pub(crate) shielded: Cell<bool>,
@@ -151,6 +153,7 @@ impl TaskCell {
                 joiner: Cell::new(None),
                 deadline: Cell::new(None),
                 shielded: Cell::new(false),
+                reserved: Cell::new(false),
                 spare_refs: Cell::new(0),
                 bank_open: Cell::new(true),
                 key: Cell::new(usize::MAX),
@@ -202,6 +205,11 @@ impl TaskCell {
     pub(crate) fn abandon(&self) {
         *self.local.body.borrow_mut() = Body::Done;
         self.complete(&self.local, Err(JoinError::cancelled()));
+    }
+
+    /// True once the join handle was dropped: nobody will hear the outcome.
+    pub(crate) fn is_detached(&self) -> bool {
+        self.state.load(Ordering::Acquire) & DETACHED != 0
     }
 
     pub(crate) fn cancel_requested(&self) -> bool {
