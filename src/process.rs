@@ -222,8 +222,9 @@ pipe_end!(
 
 impl Write for ChildStdin {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.source
-            .do_io(Interest::Write, None, |mut p| p.write(buf))
+        self.source.do_io(Interest::Write, None, |p| {
+            crate::sys::write_pipe(p.as_raw_fd(), buf)
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {

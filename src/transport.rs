@@ -161,13 +161,14 @@ where
     }
 
     fn poll_write(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.source
-            .poll_io(Interest::Write, cx, |mut s| s.write(buf))
+        self.source.poll_io(Interest::Write, cx, |s| {
+            crate::sys::send(s.as_raw_fd(), buf)
+        })
     }
 
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         loop {
-            match (&mut self.source.get_ref()).write(buf) {
+            match crate::sys::send(self.source.get_ref().as_raw_fd(), buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 result => return result,
             }

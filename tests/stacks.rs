@@ -161,7 +161,7 @@ fn hitting_vm_max_map_count_names_the_limit() {
             while r.get() < parked.len() {
                 fiberloop::sleep(Duration::from_millis(5));
             }
-                                                         // Memory is still there for everything else.
+            // Memory is still there for everything else.
             let big = vec![1u8; 64 << 20];
             assert_eq!(big.len(), 64 << 20);
             parked.len()

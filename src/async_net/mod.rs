@@ -44,7 +44,7 @@
 //! replace each other's waker; give each direction one owner.
 
 use std::fmt;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
@@ -246,9 +246,9 @@ macro_rules! async_stream_io {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                self.inner
-                    .source
-                    .poll_io(Interest::Write, cx, |mut s| s.write(buf))
+                self.inner.source.poll_io(Interest::Write, cx, |s| {
+                    crate::sys::send(s.as_raw_fd(), buf)
+                })
             }
 
             fn poll_write_vectored(
@@ -256,9 +256,9 @@ macro_rules! async_stream_io {
                 cx: &mut Context<'_>,
                 bufs: &[IoSlice<'_>],
             ) -> Poll<io::Result<usize>> {
-                self.inner
-                    .source
-                    .poll_io(Interest::Write, cx, |mut s| s.write_vectored(bufs))
+                self.inner.source.poll_io(Interest::Write, cx, |s| {
+                    crate::sys::send_vectored(s.as_raw_fd(), bufs)
+                })
             }
 
             fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -23,8 +23,9 @@
 //!   and the next `accept` on that listener first waits a back-off (5 ms,
 //!   doubling to 1 s, reset by a success), so a retry loop cannot spin the CPU
 //!   on the connection the kernel keeps pending.
-//! - Writes never raise `SIGPIPE`: a reset peer gives `BrokenPipe` or
-//!   `ConnectionReset` (`send` with `MSG_NOSIGNAL`).
+//! - Writes never raise `SIGPIPE`, even where the program keeps its default
+//!   action: a reset peer gives `BrokenPipe` or `ConnectionReset` (every
+//!   stream write, vectored or not, is `send`/`sendmsg` with `MSG_NOSIGNAL`).
 
 pub(crate) mod addr;
 pub(crate) mod tcp;
@@ -113,12 +114,12 @@ macro_rules! stream_io {
         impl std::io::Write for &$ty {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
                 self.inner
-                    .write_with(|mut s| std::io::Write::write(&mut s, buf))
+                    .write_with(|s| crate::sys::send(s.as_raw_fd(), buf))
             }
 
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
                 self.inner
-                    .write_with(|mut s| std::io::Write::write_vectored(&mut s, bufs))
+                    .write_with(|s| crate::sys::send_vectored(s.as_raw_fd(), bufs))
             }
 
             fn flush(&mut self) -> std::io::Result<()> {

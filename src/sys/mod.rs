@@ -109,3 +109,73 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<std::os::fd::OwnedFd> {
         Err(io::ErrorKind::Unsupported.into())
     }
 }
+
+/// Flags for every write to a socket: never raise `SIGPIPE` on a peer that
+/// has gone (std ignores `SIGPIPE` in Rust binaries, but a program that
+/// embeds fiberloop may keep the default action, which kills the process).
+/// Apple's systems lack `MSG_NOSIGNAL`; there std sets `SO_NOSIGPIPE` on
+/// every socket it creates instead.
+#[cfg(not(target_vendor = "apple"))]
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+#[cfg(target_vendor = "apple")]
+const SEND_FLAGS: libc::c_int = 0;
+
+/// `send(2)` on a connected stream socket, without `SIGPIPE`.
+pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // `buf` is valid for reads of `buf.len()` bytes for the whole call.
+    let sent = syscall!(send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS))?;
+    Ok(sent as usize)
+}
+
+/// `sendmsg(2)` of several buffers (a vectored write), without `SIGPIPE`.
+pub(crate) fn send_vectored(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: a zeroed msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is guaranteed ABI-compatible with `iovec` on Unix; sendmsg
+    // only reads through the pointer.
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = bufs.len().min(libc::c_int::MAX as usize) as _;
+    // `msg` points at `bufs`, which lives for the whole call.
+    let sent = syscall!(sendmsg(fd, &msg, SEND_FLAGS))?;
+    Ok(sent as usize)
+}
+
+/// `write(2)` to a pipe without `SIGPIPE` (pipes take no `MSG_NOSIGNAL`):
+/// the signal is blocked in this thread around the write and, if the write
+/// raised it (`EPIPE`), taken off the pending set before it is unblocked, as
+/// curl and OpenSSL do.
+pub(crate) fn write_pipe(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it.
+    let mut pipe_only: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both point at sigset_t values we own.
+    unsafe {
+        libc::sigemptyset(&mut pipe_only);
+        libc::sigaddset(&mut pipe_only, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe_only, &mut old);
+    }
+    // Was one pending already (not ours to take)?
+    // SAFETY: a sigset_t we own.
+    let pending_before = unsafe {
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut pending);
+        libc::sigismember(&pending, libc::SIGPIPE) == 1
+    };
+    // `buf` is valid for reads of `buf.len()` bytes for the whole call.
+    let written = syscall!(write(fd, buf.as_ptr().cast(), buf.len()));
+    if matches!(&written, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) && !pending_before {
+        #[cfg(target_os = "linux")]
+        {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid pointers; a zero timeout only takes what is pending.
+            unsafe { libc::sigtimedwait(&pipe_only, std::ptr::null_mut(), &zero) };
+        }
+    }
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    Ok(written? as usize)
+}
