@@ -39,21 +39,35 @@ struct Room {
 }
 
 impl Room {
-    /// Sends `line` to everyone but `from`. A member whose outbox is full is
-    /// dropped: its writer fiber ends and closes its socket.
+    /// Sends `line` to everyone but `from`. Members whose outbox is full are
+    /// dropped (their writer fibers end and close their sockets), and the
+    /// room gets one notice naming them all, which may drop more: a loop, not
+    /// recursion, so that a thousand members dropped at once take no stack
+    /// (and one notice, not a thousand, so a reading member's outbox keeps up).
     fn broadcast(&self, from: &str, line: &str) {
-        let line: Line = line.into();
-        let mut slow = Vec::new();
-        for (name, outbox) in self.members.borrow().iter() {
-            if name != from {
-                if let Err(TrySendError::Full(_)) = outbox.try_send(line.clone()) {
+        let mut from = from.to_owned();
+        let mut line = Line::from(line);
+        loop {
+            let mut slow = Vec::new();
+            self.members.borrow_mut().retain(|name, outbox| {
+                let full = *name != from
+                    && matches!(outbox.try_send(line.clone()), Err(TrySendError::Full(_)));
+                if full {
                     slow.push(name.clone());
                 }
-            }
-        }
-        for name in slow {
-            self.members.borrow_mut().remove(&name);
-            self.broadcast(&name, &format!("* {name} was too slow and was dropped\n"));
+                !full
+            });
+            line = match slow.as_slice() {
+                [] => return,
+                [name] => format!("* {name} was too slow and was dropped\n").into(),
+                names => format!(
+                    "* {} were too slow and were dropped: {}\n",
+                    names.len(),
+                    names.join(", ")
+                )
+                .into(),
+            };
+            from.clear(); // the notice goes to everyone left
         }
     }
 

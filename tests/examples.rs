@@ -529,6 +529,86 @@ fn chat_drops_a_client_that_stops_reading_and_serves_on() {
     assert_eq!(line, "* online: alice\n");
 }
 
+/// A thousand members who never read, one talker: they are all dropped
+/// (once the broadcast recursed per dropped member and overflowed the
+/// server's stack), and the room serves on.
+#[test]
+fn chat_drops_a_thousand_silent_members_at_once() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    const SILENT: usize = 1000;
+    let server = Running::start("chat", &["127.0.0.1:0"]);
+    let join = |name: &str| {
+        let mut stream = server.connect();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        writeln!(stream, "{name}").unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap(); // welcome
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("hello"), "{line}");
+        (stream, reader)
+    };
+    let silent: Vec<_> = (0..SILENT)
+        .map(|i| {
+            let (stream, _) = join(&format!("quiet{i}"));
+            // A small receive buffer, so the server's outbox fills sooner.
+            let size: libc::c_int = 4096;
+            // SAFETY: a valid socket and a correctly sized int.
+            unsafe {
+                libc::setsockopt(
+                    stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            stream
+        })
+        .collect();
+    let (mut alice, mut alice_reader) = join("alice");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let talker = std::thread::spawn({
+        let done = done.clone();
+        move || {
+            let line = format!("{}\n", "y".repeat(999));
+            for _ in 0..20_000 {
+                if done.load(std::sync::atomic::Ordering::Relaxed)
+                    || alice.write_all(line.as_bytes()).is_err()
+                {
+                    break;
+                }
+            }
+            alice
+        }
+    });
+    let mut dropped = 0;
+    let mut line = String::new();
+    while dropped < SILENT {
+        line.clear();
+        let n = alice_reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "alice was cut off after {dropped} were dropped");
+        if line.ends_with("was too slow and was dropped\n") {
+            dropped += 1;
+        } else if let Some((_, names)) = line.split_once("were too slow and were dropped: ") {
+            dropped += names.split(", ").count();
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut alice = talker.join().unwrap();
+    writeln!(alice, "/who").unwrap();
+    loop {
+        line.clear();
+        alice_reader.read_line(&mut line).unwrap();
+        if line.starts_with("* online") {
+            break;
+        }
+    }
+    assert_eq!(line, "* online: alice\n");
+    drop(silent);
+}
+
 #[test]
 fn graceful_shutdown_finishes_busy_work_closes_idle_and_cancels_the_late() {
     use std::io::{Read, Write};
