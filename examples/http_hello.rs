@@ -8,15 +8,18 @@
 //! `wrk -c 100 -d 10s http://127.0.0.1:8080/`.
 //!
 //! Bad input is answered, not crashed on: a head over 8 KiB gets `431`, a
-//! malformed request `400`, a client that goes quiet mid-request `408` once
-//! the idle time passes (an idle keep-alive connection is simply closed),
-//! and each closes only that connection, freeing its fiber or task.
+//! malformed request or conflicting `Content-Length` headers `400`, a request
+//! that has not fully arrived when the idle time passes `408` (however the
+//! client trickles it: the time counts per request, not per read; an idle
+//! keep-alive connection is simply closed), a client that stops reading its
+//! responses is cut off after the idle time, and each closes only that
+//! connection, freeing its fiber or task.
 
 #[path = "support/http.rs"]
 mod http;
 
 use std::io::{self, ErrorKind};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use http::{on_silence, Buffer, Next, Request, Response, CHUNK, LINGER, LINGER_BYTES};
@@ -57,21 +60,29 @@ async fn serve_async(
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buffer = Buffer::default();
+    let mut deadline = Instant::now() + idle;
     loop {
         match buffer.next_request() {
             Next::Request(request) => {
                 let response = hello(&request);
-                stream
-                    .write_all(&response.to_bytes(request.keep_alive))
-                    .await?;
+                // A client that sends requests but never reads is cut off.
+                let bytes = response.to_bytes(request.keep_alive);
+                fiberloop::time::timeout(idle, stream.write_all(&bytes)).await??;
                 if !request.keep_alive {
                     return Ok(());
                 }
+                deadline = Instant::now() + idle;
             }
             Next::Reject(response) => return reject_async(stream, &response).await,
             Next::NeedMore => {
-                let read = fiberloop::time::timeout(idle, stream.read(buffer.spare(CHUNK))).await;
-                match read.map_err(io::Error::from).and_then(|r| r) {
+                let read = match http::time_left(deadline) {
+                    Ok(left) => fiberloop::time::timeout(left, stream.read(buffer.spare(CHUNK)))
+                        .await
+                        .map_err(io::Error::from)
+                        .and_then(|r| r),
+                    Err(e) => Err(e),
+                };
+                match read {
                     Ok(0) => return Ok(()),
                     Ok(n) => buffer.filled(n),
                     Err(e) => {

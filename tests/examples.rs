@@ -383,6 +383,81 @@ fn http_hello_behaves(args: &[&str]) {
     assert_eq!(read_response(&mut reader).0, 200);
 }
 
+/// Abusive clients are cut off, in either model: one that pipelines
+/// requests and never reads, one that trickles its head a byte at a time
+/// (slowloris), and one that sends conflicting `Content-Length` headers.
+fn http_hello_cuts_off_abusive_clients(args: &[&str]) {
+    use std::io::{Read, Write};
+    let server = Running::start("http_hello", args);
+
+    // Never reads: the server's write times out and it closes; the client's
+    // writes then fail instead of blocking (bounded by its own timeout).
+    let mut stream = server.connect();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let requests = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+    let outcome = (0..10_000)
+        .map(|_| stream.write_all(&requests))
+        .find(Result::is_err)
+        .expect("the server cut the client off")
+        .unwrap_err();
+    assert!(
+        matches!(
+            outcome.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        ),
+        "cut off, not left hanging: {outcome:?}"
+    );
+
+    // Slowloris: a header byte every 100 ms never completes the head; the
+    // whole request gets the idle time (300 ms), not each read.
+    let mut stream = server.connect();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let trickler = std::thread::spawn(move || {
+        let _ = stream.write_all(b"GET / HTTP/1.1\r\nX-Slow: ");
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(100));
+            if stream.write_all(b"a").is_err() {
+                return true; // the server is gone
+            }
+        }
+        false
+    });
+    let (status, _, _) = read_response(&mut reader);
+    assert_eq!(status, 408);
+    assert!(trickler.join().unwrap(), "the connection was closed");
+
+    // Conflicting Content-Length: 400 (RFC 9112 §6.3); equal repeats are fine.
+    let mut stream = server.connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab")
+        .unwrap();
+    assert_eq!(read_response(&mut reader).0, 200);
+    stream
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde",
+        )
+        .unwrap();
+    assert_eq!(read_response(&mut reader).0, 400);
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+}
+
+#[test]
+fn http_hello_cuts_off_abusive_clients_with_fibers() {
+    http_hello_cuts_off_abusive_clients(&["--idle-ms", "300", "127.0.0.1:0"]);
+}
+
+#[test]
+fn http_hello_cuts_off_abusive_clients_with_async() {
+    http_hello_cuts_off_abusive_clients(&["--async", "--idle-ms", "300", "127.0.0.1:0"]);
+}
+
 #[test]
 fn http_hello_serves_keep_alive_and_rejects_bad_requests_with_fibers() {
     http_hello_behaves(&["--idle-ms", "300", "127.0.0.1:0"]);

@@ -6,10 +6,22 @@
 #![allow(dead_code)] // each example uses its part
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long a connection may stay silent, unless the server says otherwise.
+/// How long a whole request may take to arrive (head and body, counted from
+/// the end of the previous response), and how long a response may wait for
+/// the client to read it, unless the server says otherwise. Per request,
+/// not per read: a client trickling one byte at a time (slowloris) is cut
+/// off all the same.
 pub const IDLE: Duration = Duration::from_secs(10);
+
+/// The read timeout left before `deadline`; `TimedOut` once it has passed.
+pub fn time_left(deadline: Instant) -> io::Result<Duration> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left),
+        _ => Err(io::Error::new(ErrorKind::TimedOut, "request took too long")),
+    }
+}
 /// How much a read asks for.
 pub const CHUNK: usize = 4096;
 
@@ -37,10 +49,11 @@ pub const LINGER_BYTES: usize = 256 * 1024;
 pub fn reject(mut stream: fiberloop::net::TcpStream, response: &Response) -> io::Result<()> {
     stream.write_all(&response.to_bytes(false))?;
     stream.shutdown(std::net::Shutdown::Write)?;
-    stream.set_read_timeout(Some(LINGER))?;
+    let deadline = Instant::now() + LINGER; // for the whole drain, not per read
     let mut sink = [0; CHUNK];
     let mut drained = 0;
     while drained < LINGER_BYTES {
+        stream.set_read_timeout(Some(time_left(deadline)?))?;
         match stream.read(&mut sink)? {
             0 => break,
             n => drained += n,
@@ -59,8 +72,10 @@ pub fn serve(
     mut handler: impl FnMut(&Request) -> Response,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(idle))?;
+    // A client that sends requests but never reads the responses is cut off.
+    stream.set_write_timeout(Some(idle))?;
     let mut buffer = Buffer::default();
+    let mut deadline = Instant::now() + idle;
     loop {
         match buffer.next_request() {
             Next::Request(request) => {
@@ -69,9 +84,13 @@ pub fn serve(
                 if !request.keep_alive {
                     return Ok(());
                 }
+                deadline = Instant::now() + idle;
             }
             Next::Reject(response) => return reject(stream, &response),
-            Next::NeedMore => match stream.read(buffer.spare(CHUNK)) {
+            Next::NeedMore => match time_left(deadline)
+                .and_then(|left| stream.set_read_timeout(Some(left)))
+                .and_then(|()| stream.read(buffer.spare(CHUNK)))
+            {
                 Ok(0) => return Ok(()), // the client closed
                 Ok(n) => buffer.filled(n),
                 Err(e) => {
@@ -104,6 +123,28 @@ impl Request {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Request {
+    /// The body length from `Content-Length`, which may appear several
+    /// times or as a list only if every value is the same number (RFC 9112
+    /// §6.3: anything else is an unrecoverable framing error).
+    fn content_length(&self) -> Result<Option<usize>, &'static str> {
+        let mut length = None;
+        let values = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+            .flat_map(|(_, v)| v.split(','));
+        for value in values {
+            let n: usize = value.trim().parse().map_err(|_| "bad content-length\n")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting content-length headers\n");
+            }
+            length = Some(n);
+        }
+        Ok(length)
     }
 }
 
@@ -199,11 +240,11 @@ impl Buffer {
                 "chunked request bodies are not supported\n",
             ));
         }
-        let body_len = match request.header("content-length").map(str::parse::<usize>) {
-            None => 0,
-            Some(Ok(n)) if n <= MAX_BODY => n,
-            Some(Ok(_)) => return Next::Reject(Response::text(413, "request body too large\n")),
-            Some(Err(_)) => return Next::Reject(Response::text(400, "bad content-length\n")),
+        let body_len = match request.content_length() {
+            Ok(None) => 0,
+            Ok(Some(n)) if n <= MAX_BODY => n,
+            Ok(Some(_)) => return Next::Reject(Response::text(413, "request body too large\n")),
+            Err(why) => return Next::Reject(Response::text(400, why)),
         };
         if self.len < head_len + body_len {
             return Next::NeedMore;
