@@ -11,3 +11,28 @@ pub(crate) mod sync {
 pub(crate) mod sync {
     pub(crate) use loom::sync::{atomic, Mutex, MutexGuard};
 }
+
+#[cfg(not(loom))]
+pub(crate) mod cell {
+    /// std's `UnsafeCell` with loom's access API.
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> UnsafeCell<T> {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+
+        /// Runs `f` with a pointer to the value; the caller's `unsafe`
+        /// block answers for what `f` does with it.
+        #[inline]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
+
+#[cfg(loom)]
+pub(crate) mod cell {
+    pub(crate) use loom::cell::UnsafeCell;
+}

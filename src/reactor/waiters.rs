@@ -94,7 +94,7 @@ impl Waiters {
         into.append(&mut self.more);
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.more.len()
     }
@@ -152,7 +152,7 @@ impl ScheduledIo {
     }
 
     /// Number of waiters in `dir` (for tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn waiter_count(&self, dir: Direction) -> usize {
         self.waiters()[dir].len()
     }
@@ -210,5 +210,120 @@ mod tests {
         assert_eq!(io.waiter_count(1), 0);
         assert!(io.add_waiter(1, &w, io.tick(1)));
         assert_eq!(io.waiter_count(0), 0, "directions are separate");
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+
+    /// Every interleaving with at most two preemptions (tokio's CI bound),
+    /// which keeps each model to seconds.
+    fn bounded(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(f);
+    }
+    use loom::sync::atomic::AtomicUsize as Data;
+    use loom::sync::{Arc, Notify};
+    use std::task::Wake;
+
+    /// A waiter's waker: lets its thread out of `Notify::wait`.
+    struct Park(Notify);
+    impl Wake for Park {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.notify();
+        }
+    }
+
+    /// The waiter side of the protocol, as `Source::poll_io` runs it: read
+    /// the tick, try the "syscall" (take one unit of data), register, park.
+    fn wait_for_data(io: &ScheduledIo, data: &Data) {
+        let park = std::sync::Arc::new(Park(Notify::new()));
+        let waker = Waker::from(park.clone());
+        loop {
+            let tick = io.tick(0);
+            let taken = data
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok();
+            if taken {
+                return;
+            }
+            if io.add_waiter(0, &waker, tick) {
+                park.0.wait();
+            }
+        }
+    }
+
+    /// The reactor side: data arrives, then its event.
+    fn arrive(io: &ScheduledIo, data: &Data, units: usize) {
+        data.fetch_add(units, Ordering::AcqRel);
+        let mut woken = Vec::new();
+        io.ready(true, false, &mut woken);
+        woken.into_iter().for_each(Waker::wake);
+    }
+
+    /// One waiter, one event on another thread: the wake-up is never lost,
+    /// wherever the event falls between the syscall and the registration.
+    #[test]
+    fn a_wake_up_is_never_lost() {
+        bounded(|| {
+            let io = Arc::new(ScheduledIo::new());
+            let data = Arc::new(Data::new(0));
+            let reactor = {
+                let (io, data) = (io.clone(), data.clone());
+                loom::thread::spawn(move || arrive(&io, &data, 1))
+            };
+            wait_for_data(&io, &data);
+            reactor.join().unwrap();
+        });
+    }
+
+    /// Two waiters, one event carrying two units (two datagrams, two
+    /// connections): both get theirs.
+    #[test]
+    fn one_event_serves_every_waiter() {
+        bounded(|| {
+            let io = Arc::new(ScheduledIo::new());
+            let data = Arc::new(Data::new(0));
+            let other = {
+                let (io, data) = (io.clone(), data.clone());
+                loom::thread::spawn(move || wait_for_data(&io, &data))
+            };
+            let reactor = {
+                let (io, data) = (io.clone(), data.clone());
+                loom::thread::spawn(move || arrive(&io, &data, 2))
+            };
+            wait_for_data(&io, &data);
+            other.join().unwrap();
+            reactor.join().unwrap();
+        });
+    }
+
+    /// A waiter that gives up (timed out) while an event arrives removes
+    /// only itself: the one still waiting is woken.
+    #[test]
+    fn a_waiter_giving_up_removes_only_itself() {
+        bounded(|| {
+            let io = Arc::new(ScheduledIo::new());
+            let data = Arc::new(Data::new(0));
+            let quitter = {
+                let io = io.clone();
+                loom::thread::spawn(move || {
+                    let park = std::sync::Arc::new(Park(Notify::new()));
+                    let waker = Waker::from(park);
+                    if io.add_waiter(0, &waker, io.tick(0)) {
+                        io.remove_waiter(0, &waker);
+                    }
+                })
+            };
+            let reactor = {
+                let (io, data) = (io.clone(), data.clone());
+                loom::thread::spawn(move || arrive(&io, &data, 1))
+            };
+            wait_for_data(&io, &data);
+            quitter.join().unwrap();
+            reactor.join().unwrap();
+        });
     }
 }

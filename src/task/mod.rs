@@ -28,7 +28,9 @@
 //! thread. Use a [`RemoteHandle`](crate::RemoteHandle) to spawn from another
 //! thread.
 
+mod bank;
 mod raw;
+mod state;
 
 pub(crate) use raw::{waker_ref, Body, BoxFuture, Closure, Local, Output, TaskCell};
 pub use raw::{Fiber, FiberId, JoinError, JoinHandle};

@@ -24,18 +24,20 @@
 //! (perhaps a waker on another thread) only ever drops an empty body.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use atomic_waker::AtomicWaker;
 
+use super::bank::RefBank;
+use super::state::{OutputSlot, State};
 use crate::fiber::Coro;
 use crate::scheduler::{Core, Shared};
 use crate::sys::signal::FaultInfo;
@@ -51,24 +53,14 @@ pub(crate) type Closure = Box<dyn FnOnce() -> Box<dyn Any>>;
 /// What an async task polls.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Box<dyn Any>>>>;
 
-/// `state` bit: the output is stored (or the task ended without one).
-const COMPLETE: u8 = 1 << 0;
-/// `state` bit: the join handle was dropped; whoever sets the second of
-/// `COMPLETE`/`DETACHED` drops the output.
-const DETACHED: u8 = 1 << 1;
-/// `state` bit: a waker was registered in `join` (so completion must wake it).
-const JOIN_WAKER: u8 = 1 << 2;
-/// `state` bit: the task's handle asked for it to be cancelled (an async
-/// [`Task`](crate::task::Task) dropped before it finished).
-const CANCEL: u8 = 1 << 3;
-
 /// One fiber: its identity, its body, and its join slot.
 pub(crate) struct TaskCell {
     pub(crate) id: u64,
     pub(crate) name: Option<Arc<str>>,
     /// The owning loop's thread-safe half: remote queue and poller waker.
     pub(crate) shared: Arc<Shared>,
-    state: AtomicU8,
+    /// The bits other threads read and set (see `state.rs`).
+    state: State,
     /// True while the task sits in `shared.remote` (deduplicates remote wakes).
     pub(crate) remote_queued: AtomicBool,
     /// Woken when the task completes.
@@ -76,7 +68,7 @@ pub(crate) struct TaskCell {
     /// Written once by the owner thread before `COMPLETE` is set (release);
     /// taken once by whoever sees `COMPLETE` and holds the handle, or by the
     /// owner if the handle was dropped first.
-    output: UnsafeCell<Option<Output>>,
+    output: OutputSlot<Output>,
     local: Local,
 }
 
@@ -101,10 +93,9 @@ pub(crate) struct Local {
     /// True while the fiber is parked in a shielded wait: a cancellation then
     /// resumes it normally instead of unwinding it.
     pub(crate) shielded: Cell<bool>,
-    /// Strong counts held for the next waker clones (see [`waker_ref`]).
-    spare_refs: Cell<usize>,
-    /// False once the task left the table: wakers then release for real.
-    bank_open: Cell<bool>,
+    /// Strong counts held for the next waker clones (see [`waker_ref`]);
+    /// closed once the task left the table.
+    bank: RefBank,
 }
 
 /// The life of a task's body: for a fiber, a closure (no stack yet), then a
@@ -144,18 +135,17 @@ impl TaskCell {
             id,
             name: name.clone(),
             shared,
-            state: AtomicU8::new(0),
+            state: State::new(),
             remote_queued: AtomicBool::new(false),
             join: AtomicWaker::new(),
-            output: UnsafeCell::new(None),
+            output: OutputSlot::new(),
             local: Local {
                 queued: Cell::new(false),
                 joiner: Cell::new(None),
                 deadline: Cell::new(None),
                 shielded: Cell::new(false),
                 reserved: Cell::new(false),
-                spare_refs: Cell::new(0),
-                bank_open: Cell::new(true),
+                bank: RefBank::new(),
                 key: Cell::new(usize::MAX),
                 stack_size,
                 body: RefCell::new(body),
@@ -187,14 +177,13 @@ impl TaskCell {
     }
 
     pub(crate) fn is_complete(&self) -> bool {
-        self.state.load(Ordering::Acquire) & COMPLETE != 0
+        self.state.is_complete()
     }
 
     /// Asks the loop to cancel the task (used for async tasks): the loop drops
     /// its future, on its own thread, the next time it picks the task up.
     pub(crate) fn request_cancel(self: &Arc<Self>) {
-        let previous = self.state.fetch_or(CANCEL, Ordering::AcqRel);
-        if previous & (CANCEL | COMPLETE) == 0 {
+        if self.state.request_cancel() {
             waker_ref(self).wake_by_ref();
         }
     }
@@ -209,11 +198,11 @@ impl TaskCell {
 
     /// True once the join handle was dropped: nobody will hear the outcome.
     pub(crate) fn is_detached(&self) -> bool {
-        self.state.load(Ordering::Acquire) & DETACHED != 0
+        self.state.is_detached()
     }
 
     pub(crate) fn cancel_requested(&self) -> bool {
-        self.state.load(Ordering::Acquire) & CANCEL != 0
+        self.state.cancel_requested()
     }
 
     /// Stores the output and wakes the joiner. Owner thread only (it takes the
@@ -221,16 +210,16 @@ impl TaskCell {
     pub(crate) fn complete(&self, _owner: &Local, output: Output) {
         // SAFETY: only the owner thread writes `output`, once, before COMPLETE;
         // no reader looks at it until COMPLETE is set below.
-        unsafe { *self.output.get() = Some(output) };
-        let previous = self.state.fetch_or(COMPLETE, Ordering::AcqRel);
-        if previous & DETACHED != 0 {
+        unsafe { self.output.put(output) };
+        let completed = self.state.complete();
+        if completed.drop_output {
             // Nobody will join: drop the output here, on the owner thread.
             // SAFETY: the handle is gone (DETACHED), so we are the only party.
-            drop(unsafe { (*self.output.get()).take() });
+            drop(unsafe { self.output.take() });
         }
         // Whoever waits for completion (a joiner, or a scope holding no
         // handle) is woken either way.
-        if previous & JOIN_WAKER != 0 {
+        if completed.wake_joiner {
             self.join.wake();
         }
     }
@@ -241,8 +230,7 @@ impl TaskCell {
             return Poll::Ready(());
         }
         self.join.register(cx.waker());
-        self.state.fetch_or(JOIN_WAKER, Ordering::AcqRel);
-        if self.is_complete() {
+        if self.state.join_waker_set() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -256,16 +244,15 @@ impl TaskCell {
         // SAFETY: COMPLETE was observed with acquire ordering, so the owner's
         // write is visible and finished; the handle is consumed by this call,
         // so nobody else reads the slot (the owner only drops it if DETACHED).
-        unsafe { (*self.output.get()).take() }.unwrap_or_else(|| Err(JoinError::cancelled()))
+        unsafe { self.output.take() }.unwrap_or_else(|| Err(JoinError::cancelled()))
     }
 
     /// The join handle was dropped without joining.
     fn detach(&self) {
-        let previous = self.state.fetch_or(DETACHED, Ordering::AcqRel);
-        if previous & COMPLETE != 0 {
+        if self.state.detach() {
             // SAFETY: COMPLETE is set (acquire above), so the owner is done
             // writing and, seeing no DETACHED then, left the output to us.
-            drop(unsafe { (*self.output.get()).take() });
+            drop(unsafe { self.output.take() });
         }
     }
 }
@@ -288,7 +275,7 @@ impl Drop for TaskCell {
 /// The reference bank: a waker's strong count is the cost of every wait (a
 /// clone when registering, a decrement when woken). On the owner thread a
 /// woken or dropped waker does not decrement; it puts its count in the task's
-/// bank (`Local::spare_refs`, an owner-only `Cell`), and the next clone there
+/// bank (`Local::bank`, owner-only: see `bank.rs`), and the next clone there
 /// takes it back instead of incrementing. Every waker still owns one real
 /// strong count; the bank only holds counts the loop would have released and
 /// taken again. It closes (giving its counts back) when the task leaves the
@@ -362,14 +349,7 @@ impl TaskCell {
     /// (or the caller is not on the owner thread).
     #[inline]
     fn take_spare_ref(&self) -> bool {
-        self.owner_bank(|local| {
-            let spare = local.spare_refs.get();
-            if spare > 0 {
-                local.spare_refs.set(spare - 1);
-            }
-            spare > 0
-        })
-        .unwrap_or(false)
+        self.owner_bank(|local| local.bank.take()).unwrap_or(false)
     }
 
     /// Banks a strong count a waker is giving back; false if the bank is
@@ -377,22 +357,15 @@ impl TaskCell {
     /// releases the count itself).
     #[inline]
     pub(crate) fn bank_ref(&self) -> bool {
-        self.owner_bank(|local| {
-            if local.bank_open.get() {
-                local.spare_refs.set(local.spare_refs.get() + 1);
-            }
-            local.bank_open.get()
-        })
-        .unwrap_or(false)
+        self.owner_bank(|local| local.bank.deposit())
+            .unwrap_or(false)
     }
 
     /// Releases `task`'s reference on its owner thread: into the bank while
     /// it is open, else for real.
     #[inline]
     pub(crate) fn release_on_owner(task: Arc<TaskCell>, core: &Core) {
-        let local = task.local(core);
-        if local.bank_open.get() {
-            local.spare_refs.set(local.spare_refs.get() + 1);
+        if task.local(core).bank.deposit() {
             std::mem::forget(task); // its count is in the bank now
         }
     }
@@ -400,8 +373,7 @@ impl TaskCell {
     /// Closes the bank and releases its counts: the task is leaving its
     /// loop's table. The caller still holds a reference.
     pub(crate) fn close_bank(&self, local: &Local) {
-        local.bank_open.set(false);
-        for _ in 0..local.spare_refs.take() {
+        for _ in 0..local.bank.close() {
             // SAFETY: each banked count is a real strong count of this
             // `Arc` allocation; the caller's own reference keeps the count
             // above zero throughout.
