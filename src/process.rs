@@ -98,7 +98,7 @@ impl Child {
     /// does not wait forever, as std does.
     ///
     /// # Errors
-    /// [`Cancelled`](crate::Cancelled) if the fiber is cancelled, `TimedOut`
+    /// [`Cancelled`](crate::Cancelled) if called while the fiber is unwinding, `TimedOut`
     /// in an expired [`timeout`](crate::timeout) scope (the process keeps
     /// running; wait again or kill it).
     pub fn wait(&mut self) -> io::Result<ExitStatus> {

@@ -105,7 +105,7 @@ impl Signals {
     /// parks (a plain thread blocks) until one arrives.
     ///
     /// # Errors
-    /// [`Cancelled`](crate::Cancelled) if the fiber is cancelled, `TimedOut`
+    /// [`Cancelled`](crate::Cancelled) if called while the fiber is unwinding, `TimedOut`
     /// inside an expired [`timeout`](crate::timeout) scope.
     pub fn recv(&self) -> io::Result<i32> {
         self.source.do_io(Interest::Read, None, |_| self.next())

@@ -108,7 +108,8 @@ pub enum SendError<T> {
     Disconnected(T),
     /// The deadline passed (`send_timeout`, or an enclosing `fiberloop::timeout`).
     TimedOut(T),
-    /// The sending fiber was cancelled.
+    /// The sending fiber is unwinding (a send in a destructor during a
+    /// panic or a cancellation) and may not park.
     Cancelled(T),
 }
 
@@ -128,7 +129,8 @@ pub enum RecvError {
     Disconnected,
     /// The deadline passed (`recv_timeout`, or an enclosing `fiberloop::timeout`).
     TimedOut,
-    /// The receiving fiber was cancelled.
+    /// The receiving fiber is unwinding (a receive in a destructor during
+    /// a panic or a cancellation) and may not park.
     Cancelled,
 }
 
@@ -176,7 +178,8 @@ impl<T> Sender<T> {
     ///
     /// # Errors
     /// [`SendError`], with the message, if every receiver is gone, the fiber
-    /// is cancelled, or an enclosing [`timeout`](crate::timeout) expires.
+    /// is unwinding (and may not park), or an enclosing
+    /// [`timeout`](crate::timeout) expires.
     #[inline]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.send_until(value, None)
@@ -322,7 +325,7 @@ impl<T> Receiver<T> {
     }
 
     /// A blocking iterator over received messages; it ends when the channel
-    /// is disconnected and drained (or the fiber is cancelled).
+    /// is disconnected and drained (or the fiber is unwinding).
     pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
         std::iter::from_fn(move || self.recv().ok())
     }
@@ -625,7 +628,7 @@ impl<T> fmt::Display for SendError<T> {
         f.write_str(match self {
             SendError::Disconnected(_) => "sending on a channel with no receivers",
             SendError::TimedOut(_) => "timed out sending on a channel",
-            SendError::Cancelled(_) => "the sending fiber was cancelled",
+            SendError::Cancelled(_) => "the sending fiber is unwinding and may not wait",
         })
     }
 }
@@ -657,7 +660,7 @@ impl fmt::Display for RecvError {
         f.write_str(match self {
             RecvError::Disconnected => "receiving on an empty channel with no senders",
             RecvError::TimedOut => "timed out receiving on a channel",
-            RecvError::Cancelled => "the receiving fiber was cancelled",
+            RecvError::Cancelled => "the receiving fiber is unwinding and may not wait",
         })
     }
 }

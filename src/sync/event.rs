@@ -67,7 +67,7 @@ impl Event {
     /// Blocks until the flag is set.
     ///
     /// # Errors
-    /// [`WaitError`] if the fiber is cancelled or a timeout scope expires.
+    /// [`WaitError`] if called while the fiber is unwinding, or a timeout scope expires.
     pub fn wait(&self) -> Result<(), WaitError> {
         block(&mut self.until(), None)
     }
@@ -132,7 +132,7 @@ impl Barrier {
     /// Arrives and blocks until every party has.
     ///
     /// # Errors
-    /// [`WaitError`] if the fiber is cancelled or a timeout scope expires
+    /// [`WaitError`] if called while the fiber is unwinding, or a timeout scope expires
     /// (this party then counts as not having arrived).
     pub fn wait(&self) -> Result<BarrierWaitResult, WaitError> {
         block(
@@ -285,7 +285,7 @@ impl WaitGroup {
     /// Blocks until the count is zero.
     ///
     /// # Errors
-    /// [`WaitError`] if the fiber is cancelled or a timeout scope expires.
+    /// [`WaitError`] if called while the fiber is unwinding, or a timeout scope expires.
     pub fn wait(&self) -> Result<(), WaitError> {
         block(&mut self.until(), None)
     }

@@ -15,11 +15,12 @@
 //! So a channel can connect a fiber on one loop, an async task on another and a
 //! plain thread, and the primitives are `Send + Sync` when their contents are.
 //!
-//! Blocking calls honour cancellation: when a fiber is cancelled
-//! ([`JoinHandle::cancel`](crate::JoinHandle::cancel)) a call that would block
-//! returns [`Cancelled`](crate::Cancelled) instead (wrapped in the call's error
-//! type), and inside [`timeout`](crate::timeout) it returns a timed-out error once
-//! the deadline passes. A waiter that gives up (timeout, cancellation, a dropped
+//! Blocking calls honour cancellation: a cancelled fiber
+//! ([`JoinHandle::cancel`](crate::JoinHandle::cancel)) unwinds from the call
+//! it waits in; a call made while the fiber is unwinding (in a destructor)
+//! cannot park and returns [`Cancelled`](crate::Cancelled) at once (wrapped in
+//! the call's error type). Inside [`timeout`](crate::timeout) a call returns a
+//! timed-out error once the deadline passes. A waiter that gives up (timeout, cancellation, a dropped
 //! future) leaves the queue at once, so nothing is woken for nothing.
 
 mod channel;

@@ -94,7 +94,7 @@ impl<T: ?Sized> Mutex<T> {
     /// Locks, blocking the fiber (or thread) while another holds the lock.
     ///
     /// # Errors
-    /// [`WaitError::Cancelled`] if the fiber is cancelled while waiting,
+    /// [`WaitError::Cancelled`] if called while the fiber is unwinding,
     /// `TimedOut` inside an expired [`timeout`](crate::timeout) scope.
     pub fn lock(&self) -> Result<MutexGuard<'_, T>, WaitError> {
         self.lock_until(None)
@@ -314,7 +314,7 @@ impl Condvar {
     /// Releases `guard`'s lock, waits for a notification, and locks again.
     ///
     /// # Errors
-    /// [`WaitError`] if the fiber is cancelled, or an enclosing timeout scope
+    /// [`WaitError`] if called while the fiber is unwinding, or an enclosing timeout scope
     /// expires, while waiting (the lock is not held then).
     pub fn wait<'a, T: ?Sized>(
         &self,
@@ -327,7 +327,7 @@ impl Condvar {
     /// whether it timed out (the lock is held again either way).
     ///
     /// # Errors
-    /// [`WaitError::Cancelled`] if the fiber is cancelled.
+    /// [`WaitError::Cancelled`] if called while the fiber is unwinding.
     pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,

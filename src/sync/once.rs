@@ -83,7 +83,7 @@ impl<T> OnceCell<T> {
     /// `init` panics, the next waiter runs its own.
     ///
     /// # Errors
-    /// [`WaitError`] if the fiber is cancelled (or a timeout scope expires)
+    /// [`WaitError`] if called while the fiber is unwinding (or a timeout scope expires)
     /// while waiting for another initializer.
     pub fn get_or_init(&self, init: impl FnOnce() -> T) -> Result<&T, WaitError> {
         loop {

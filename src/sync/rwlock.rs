@@ -53,7 +53,7 @@ impl<T: ?Sized> RwLock<T> {
     /// Locks for reading, blocking while a writer holds or awaits the lock.
     ///
     /// # Errors
-    /// [`WaitError`] if the fiber is cancelled or a timeout scope expires.
+    /// [`WaitError`] if called while the fiber is unwinding, or a timeout scope expires.
     pub fn read(&self) -> Result<RwLockReadGuard<'_, T>, WaitError> {
         block(
             &mut RwOp {
@@ -70,7 +70,7 @@ impl<T: ?Sized> RwLock<T> {
     /// Locks for writing, blocking while anyone holds the lock.
     ///
     /// # Errors
-    /// [`WaitError`] if the fiber is cancelled or a timeout scope expires.
+    /// [`WaitError`] if called while the fiber is unwinding, or a timeout scope expires.
     pub fn write(&self) -> Result<RwLockWriteGuard<'_, T>, WaitError> {
         block(
             &mut RwOp {

@@ -107,7 +107,7 @@ impl<'a, R> Select<'a, R> {
     /// Blocks until a branch fires and returns its closure's result.
     ///
     /// # Errors
-    /// [`WaitError::Cancelled`] if the fiber is cancelled, `TimedOut` if an
+    /// [`WaitError::Cancelled`] if called while the fiber is unwinding, `TimedOut` if an
     /// enclosing timeout scope expires first (a `timeout` branch fires instead
     /// when its own deadline comes first).
     pub fn wait(mut self) -> Result<R, WaitError> {
@@ -203,8 +203,8 @@ pub fn join_all<T: 'static>(
 /// and the other handles (still running, in their original order).
 ///
 /// # Errors
-/// [`WaitError`] if the calling fiber is cancelled (or a timeout scope
-/// expires) first; the handles are then dropped, detaching their fibers.
+/// [`WaitError`] if called while the fiber is unwinding (or a timeout scope
+/// expires first); the handles are then dropped, detaching their fibers.
 ///
 /// # Panics
 /// If `handles` is empty.

@@ -53,7 +53,7 @@ impl Semaphore {
     /// when the returned guard is dropped.
     ///
     /// # Errors
-    /// [`WaitError`] if the fiber is cancelled or a timeout scope expires.
+    /// [`WaitError`] if called while the fiber is unwinding, or a timeout scope expires.
     pub fn acquire(&self) -> Result<SemaphorePermit<'_>, WaitError> {
         block(
             &mut AcquireOp {

@@ -467,6 +467,10 @@ impl<T: 'static> JoinHandle<T> {
     /// again at the fiber's next suspension point, after the other fibers had
     /// a turn, so such a loop cannot starve the rest.
     ///
+    /// The unwind never crosses a C frame: every wait fiberloop offers is
+    /// entered from Rust code (a generator's body, on its own stack, cannot
+    /// wait at all).
+    ///
     /// Waits that must not be abandoned are shielded: a
     /// [`scope`](crate::scope) waiting for fibers that borrow from its stack
     /// passes the cancellation on to them, waits for them, and the fiber
