@@ -36,3 +36,12 @@ pub(crate) mod cell {
 pub(crate) mod cell {
     pub(crate) use loom::cell::UnsafeCell;
 }
+
+/// Runs a loom model through every interleaving with at most two
+/// preemptions (tokio's CI bound), which keeps each model to seconds.
+#[cfg(all(test, loom))]
+pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(2);
+    builder.check(f);
+}

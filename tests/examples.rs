@@ -560,21 +560,28 @@ fn chat_joins_broadcasts_and_leaves() {
     assert_eq!(alice.line(), "* carol left");
 }
 
+/// Connects to the chat server and joins as `name`, reading the greeting.
+fn chat_join(
+    server: &Running,
+    name: &str,
+) -> (std::net::TcpStream, BufReader<std::net::TcpStream>) {
+    use std::io::Write;
+    let mut stream = server.connect();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    writeln!(stream, "{name}").unwrap();
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap(); // welcome
+    line.clear();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("hello"), "{line}");
+    (stream, reader)
+}
+
 #[test]
 fn chat_drops_a_client_that_stops_reading_and_serves_on() {
     use std::io::Write;
     let server = Running::start("chat", &["127.0.0.1:0"]);
-    let join = |name: &str| {
-        let mut stream = server.connect();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        writeln!(stream, "{name}").unwrap();
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap(); // welcome
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        assert!(line.starts_with("hello"), "{line}");
-        (stream, reader)
-    };
+    let join = |name: &str| chat_join(&server, name);
     let (_dave, _dave_reader) = join("dave"); // never reads again
     let (mut alice, mut alice_reader) = join("alice");
     // Alice talks until the server gives up on dave; bounded at 100 MB.
@@ -613,17 +620,7 @@ fn chat_drops_a_thousand_silent_members_at_once() {
     use std::os::fd::AsRawFd;
     const SILENT: usize = 1000;
     let server = Running::start("chat", &["127.0.0.1:0"]);
-    let join = |name: &str| {
-        let mut stream = server.connect();
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        writeln!(stream, "{name}").unwrap();
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap(); // welcome
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-        assert!(line.starts_with("hello"), "{line}");
-        (stream, reader)
-    };
+    let join = |name: &str| chat_join(&server, name);
     let silent: Vec<_> = (0..SILENT)
         .map(|i| {
             let (stream, _) = join(&format!("quiet{i}"));

@@ -5,8 +5,9 @@
 //! Every wait here runs under a `fiberloop::timeout`, so a lost wake-up
 //! fails the test instead of hanging it.
 
+mod util;
+
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,25 +163,6 @@ fn fill(stream: &TcpStream) {
     stream.set_write_timeout(None).unwrap();
 }
 
-/// Makes dropping `stream` send a reset instead of a FIN.
-fn reset_on_drop(stream: &TcpStream) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid socket and a correctly sized `linger`.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
-}
-
 #[test]
 fn a_writer_that_times_out_does_not_unhook_another_writer() {
     fiberloop::run(|| {
@@ -200,7 +182,7 @@ fn a_writer_that_times_out_does_not_unhook_another_writer() {
         let err = (&impatient).write(&[2; 64 * 1024]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TimedOut);
         // The peer resets: W must wake with the error, not sleep forever.
-        reset_on_drop(&peer);
+        util::reset_on_close(&peer);
         drop(peer);
         let outcome = writer
             .join()

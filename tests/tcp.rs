@@ -162,22 +162,7 @@ fn a_reset_peer_is_an_error_not_a_sigpipe() {
         let addr = listener.local_addr().unwrap();
         let server = fiberloop::spawn(move || {
             let (s, _) = listener.accept().unwrap();
-            // SO_LINGER 0 makes close send RST instead of FIN.
-            let linger = libc::linger {
-                l_onoff: 1,
-                l_linger: 0,
-            };
-            // SAFETY: a valid fd and a correctly sized option value.
-            let rc = unsafe {
-                libc::setsockopt(
-                    std::os::fd::AsRawFd::as_raw_fd(&s),
-                    libc::SOL_SOCKET,
-                    libc::SO_LINGER,
-                    (&linger as *const libc::linger).cast(),
-                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
-                )
-            };
-            assert_eq!(rc, 0);
+            util::reset_on_close(&s); // close sends RST instead of FIN
         });
         let mut s = TcpStream::connect(addr).unwrap();
         server.join().unwrap();

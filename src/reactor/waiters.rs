@@ -216,14 +216,7 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_model {
     use super::*;
-
-    /// Every interleaving with at most two preemptions (tokio's CI bound),
-    /// which keeps each model to seconds.
-    fn bounded(f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
-        builder.check(f);
-    }
+    use crate::loom::model as bounded;
     use loom::sync::atomic::AtomicUsize as Data;
     use loom::sync::{Arc, Notify};
     use std::task::Wake;
