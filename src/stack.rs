@@ -21,9 +21,10 @@
 //! runs, so `spawn` *reserves* one: it counts the fiber against that limit
 //! and fails with an error naming `vm.max_map_count` when every stack is
 //! spoken for, rather than handing out a fiber that could never run. The
-//! reservation ends when the fiber does.
+//! reservation ends when the fiber does. Threads take reservations from the
+//! process-wide count in small blocks, so a spawn touches no shared counter.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -74,8 +75,28 @@ pub(crate) fn take(size: usize) -> io::Result<Stack> {
     }
 }
 
-/// Fibers holding a stack or promised one, in every thread.
+/// Reservations counted process-wide: fibers holding a stack or promised
+/// one, plus the spare reservations threads keep (below).
 static RESERVED: AtomicUsize = AtomicUsize::new(0);
+
+/// A thread takes reservations from [`RESERVED`] in blocks of this many and
+/// hands them out one by one, so that a spawn costs no atomic operation on a
+/// counter every loop shares. A thread keeps fewer than `2 * BLOCK` spares;
+/// the limit may refuse a spawn that many reservations early.
+const BLOCK: usize = 32;
+
+/// This thread's spare reservations; given back when the thread ends.
+struct Spare(Cell<usize>);
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        RESERVED.fetch_sub(self.0.get(), Ordering::Relaxed);
+    }
+}
+
+thread_local! {
+    static SPARE: Spare = const { Spare(Cell::new(0)) };
+}
 
 /// Promises a stack of `size` usable bytes to a fiber about to be spawned.
 ///
@@ -84,17 +105,49 @@ static RESERVED: AtomicUsize = AtomicUsize::new(0);
 /// can be mapped already hold or were promised one.
 pub(crate) fn reserve(size: usize) -> io::Result<()> {
     let limit = crate::sys::stack::stack_limit();
-    if RESERVED.fetch_add(1, Ordering::Relaxed) >= limit {
-        RESERVED.fetch_sub(1, Ordering::Relaxed);
-        return Err(crate::sys::stack::limit_error(size, limit));
+    let take = |want: usize| {
+        let before = RESERVED.fetch_add(want, Ordering::Relaxed);
+        if before + want <= limit {
+            return true;
+        }
+        RESERVED.fetch_sub(want, Ordering::Relaxed);
+        false
+    };
+    let reserved = SPARE
+        .try_with(|spare| match spare.0.get() {
+            0 if take(BLOCK) => {
+                spare.0.set(BLOCK - 1);
+                true
+            }
+            0 => take(1),
+            n => {
+                spare.0.set(n - 1);
+                true
+            }
+        })
+        .unwrap_or_else(|_| take(1)); // the thread is exiting
+    if reserved {
+        Ok(())
+    } else {
+        Err(crate::sys::stack::limit_error(size, limit))
     }
-    Ok(())
 }
 
 /// Ends a reservation made by [`reserve`]: its fiber has finished, or will
 /// never start.
 pub(crate) fn unreserve() {
-    RESERVED.fetch_sub(1, Ordering::Relaxed);
+    let kept = SPARE.try_with(|spare| {
+        let n = spare.0.get() + 1;
+        if n >= 2 * BLOCK {
+            RESERVED.fetch_sub(BLOCK, Ordering::Relaxed);
+            spare.0.set(n - BLOCK);
+        } else {
+            spare.0.set(n);
+        }
+    });
+    if kept.is_err() {
+        RESERVED.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Unmaps this thread's idle stacks, making room under the limit for a
