@@ -204,6 +204,8 @@ pub(crate) struct Core {
     idle: RefCell<Vec<Coro>>,
     /// Stack bytes held by `idle`, bounded by `stack::MAX_IDLE_BYTES`.
     idle_bytes: Cell<usize>,
+    /// This loop's share of the process-wide stack reservations.
+    reservations: stack::Reservations,
     /// `stop()` was called; `run_forever` returns at its next check.
     stopping: Cell<bool>,
     /// The loop is being driven (guards against nested runs).
@@ -394,6 +396,7 @@ impl Core {
             reactor: Reactor::new(poll),
             idle: RefCell::new(Vec::new()),
             idle_bytes: Cell::new(0),
+            reservations: stack::Reservations::default(),
             stopping: Cell::new(false),
             running: Cell::new(false),
         })
@@ -466,12 +469,12 @@ impl Core {
         stack_size: usize,
     ) -> io::Result<Arc<TaskCell>> {
         let stack_size = crate::sys::stack::usable_size(stack_size)?;
-        stack::reserve(stack_size)?;
+        self.reservations.reserve(stack_size)?;
         if !self.has_idle(stack_size) {
             match stack::take(stack_size) {
                 Ok(stack) => self.park_idle(Coro::new(stack)),
                 Err(e) => {
-                    stack::unreserve();
+                    self.reservations.unreserve();
                     return Err(e);
                 }
             }
@@ -528,7 +531,7 @@ impl Core {
     /// idle stacks of other sizes are unmapped to make room, once.
     fn coroutine_for(&self, local: &crate::task::Local) -> io::Result<Coro> {
         if !local.reserved.get() {
-            stack::reserve(local.stack_size)?;
+            self.reservations.reserve(local.stack_size)?;
             local.reserved.set(true);
         }
         self.take_idle(local.stack_size).or_else(|_| {
@@ -548,9 +551,9 @@ impl Core {
     }
 
     /// Ends a finished (or never started) fiber's stack reservation.
-    fn unreserve(local: &crate::task::Local) {
+    fn unreserve(&self, local: &crate::task::Local) {
         if local.reserved.replace(false) {
-            stack::unreserve();
+            self.reservations.unreserve();
         }
     }
 
@@ -912,7 +915,7 @@ impl Core {
     #[must_use]
     fn finish(&self, task: &TaskCell, output: Output) -> Option<Arc<TaskCell>> {
         let local = task.local(self);
-        Self::unreserve(local);
+        self.unreserve(local);
         task.complete(local, output);
         if let Some((key, id)) = local.joiner.take() {
             self.schedule_joiner(key, id);
@@ -951,7 +954,7 @@ impl Core {
             for task in tasks {
                 let local = task.local(self);
                 *local.body.borrow_mut() = Body::Done;
-                Self::unreserve(local);
+                self.unreserve(local);
                 task.close_bank(local);
             }
         }

@@ -21,7 +21,7 @@
 //! runs, so `spawn` *reserves* one: it counts the fiber against that limit
 //! and fails with an error naming `vm.max_map_count` when every stack is
 //! spoken for, rather than handing out a fiber that could never run. The
-//! reservation ends when the fiber does. Threads take reservations from the
+//! reservation ends when the fiber does. Loops take reservations from the
 //! process-wide count in small blocks, so a spawn touches no shared counter.
 
 use std::cell::{Cell, RefCell};
@@ -76,77 +76,69 @@ pub(crate) fn take(size: usize) -> io::Result<Stack> {
 }
 
 /// Reservations counted process-wide: fibers holding a stack or promised
-/// one, plus the spare reservations threads keep (below).
+/// one, plus the spare reservations loops keep (below).
 static RESERVED: AtomicUsize = AtomicUsize::new(0);
 
-/// A thread takes reservations from [`RESERVED`] in blocks of this many and
+/// A loop takes reservations from [`RESERVED`] in blocks of this many and
 /// hands them out one by one, so that a spawn costs no atomic operation on a
-/// counter every loop shares. A thread keeps fewer than `2 * BLOCK` spares;
+/// counter every loop shares. A loop keeps fewer than `2 * BLOCK` spares;
 /// the limit may refuse a spawn that many reservations early.
 const BLOCK: usize = 32;
 
-/// This thread's spare reservations; given back when the thread ends.
-struct Spare(Cell<usize>);
-
-impl Drop for Spare {
-    fn drop(&mut self) {
-        RESERVED.fetch_sub(self.0.get(), Ordering::Relaxed);
-    }
+/// One loop's share of the process-wide reservations: its spares, given
+/// back when the loop ends.
+#[derive(Debug, Default)]
+pub(crate) struct Reservations {
+    spare: Cell<usize>,
 }
 
-thread_local! {
-    static SPARE: Spare = const { Spare(Cell::new(0)) };
-}
-
-/// Promises a stack of `size` usable bytes to a fiber about to be spawned.
-///
-/// # Errors
-/// `OutOfMemory`, naming `vm.max_map_count`, when as many fibers as stacks
-/// can be mapped already hold or were promised one.
-pub(crate) fn reserve(size: usize) -> io::Result<()> {
-    let limit = crate::sys::stack::stack_limit();
-    let take = |want: usize| {
-        let before = RESERVED.fetch_add(want, Ordering::Relaxed);
-        if before + want <= limit {
-            return true;
-        }
-        RESERVED.fetch_sub(want, Ordering::Relaxed);
-        false
-    };
-    let reserved = SPARE
-        .try_with(|spare| match spare.0.get() {
-            0 if take(BLOCK) => {
-                spare.0.set(BLOCK - 1);
-                true
-            }
-            0 => take(1),
+impl Reservations {
+    /// Promises a stack of `size` usable bytes to a fiber about to be spawned.
+    ///
+    /// # Errors
+    /// `OutOfMemory`, naming `vm.max_map_count`, when as many fibers as
+    /// stacks can be mapped already hold or were promised one.
+    #[inline]
+    pub(crate) fn reserve(&self, size: usize) -> io::Result<()> {
+        match self.spare.get() {
+            0 => self.refill(size),
             n => {
-                spare.0.set(n - 1);
-                true
+                self.spare.set(n - 1);
+                Ok(())
             }
-        })
-        .unwrap_or_else(|_| take(1)); // the thread is exiting
-    if reserved {
-        Ok(())
-    } else {
+        }
+    }
+
+    /// Takes a block from the process-wide count (or, near the limit, one).
+    fn refill(&self, size: usize) -> io::Result<()> {
+        let limit = crate::sys::stack::stack_limit();
+        for want in [BLOCK, 1] {
+            if RESERVED.fetch_add(want, Ordering::Relaxed) + want <= limit {
+                self.spare.set(want - 1);
+                return Ok(());
+            }
+            RESERVED.fetch_sub(want, Ordering::Relaxed);
+        }
         Err(crate::sys::stack::limit_error(size, limit))
     }
-}
 
-/// Ends a reservation made by [`reserve`]: its fiber has finished, or will
-/// never start.
-pub(crate) fn unreserve() {
-    let kept = SPARE.try_with(|spare| {
-        let n = spare.0.get() + 1;
+    /// Ends a reservation made by [`reserve`](Self::reserve): its fiber has
+    /// finished, or will never start.
+    #[inline]
+    pub(crate) fn unreserve(&self) {
+        let n = self.spare.get() + 1;
         if n >= 2 * BLOCK {
             RESERVED.fetch_sub(BLOCK, Ordering::Relaxed);
-            spare.0.set(n - BLOCK);
+            self.spare.set(n - BLOCK);
         } else {
-            spare.0.set(n);
+            self.spare.set(n);
         }
-    });
-    if kept.is_err() {
-        RESERVED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Reservations {
+    fn drop(&mut self) {
+        RESERVED.fetch_sub(self.spare.get(), Ordering::Relaxed);
     }
 }
 
