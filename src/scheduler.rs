@@ -529,25 +529,31 @@ impl Core {
     /// size, or a new one. Its stack is reserved (taken here for a fiber that
     /// was handed in from another thread). At the limit on mapped stacks,
     /// idle stacks of other sizes are unmapped to make room, once.
+    #[inline]
     fn coroutine_for(&self, local: &crate::task::Local) -> io::Result<Coro> {
         if !local.reserved.get() {
             self.reservations.reserve(local.stack_size)?;
             local.reserved.set(true);
         }
-        self.take_idle(local.stack_size).or_else(|_| {
-            self.trim_idle();
-            self.take_idle(local.stack_size)
-        })
+        match self.take_idle(local.stack_size) {
+            Ok(coro) => Ok(coro),
+            Err(_) => self.take_idle_after_trim(local.stack_size),
+        }
     }
 
-    /// Unmaps every idle stack of this thread (pool and idle coroutines).
-    fn trim_idle(&self) {
+    /// [`take_idle`](Self::take_idle) again after unmapping every idle stack
+    /// of this thread (pool and idle coroutines): the rare path, kept out of
+    /// the way of the common one.
+    #[cold]
+    #[inline(never)]
+    fn take_idle_after_trim(&self, size: usize) -> io::Result<Coro> {
         let idle = mem::take(&mut *self.idle.borrow_mut());
         self.idle_bytes.set(0);
         for coro in idle {
             drop(coro.retire());
         }
         stack::trim();
+        self.take_idle(size)
     }
 
     /// Ends a finished (or never started) fiber's stack reservation.
@@ -558,6 +564,7 @@ impl Core {
     }
 
     /// An idle coroutine of `size`, or a new one.
+    #[inline]
     fn take_idle(&self, size: usize) -> io::Result<Coro> {
         let mut idle = self.idle.borrow_mut();
         let found = match idle.last() {

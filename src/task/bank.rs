@@ -14,18 +14,21 @@
 
 use std::cell::Cell;
 
-/// Strong counts banked on the owner thread.
+/// Strong counts banked on the owner thread; `CLOSED` once the bank is
+/// closed (one word, no flag: it sits in every task).
 #[derive(Debug)]
 pub(crate) struct RefBank {
     spare: Cell<usize>,
-    open: Cell<bool>,
 }
 
+/// The value of a closed bank's count.
+const CLOSED: usize = usize::MAX;
+
 impl RefBank {
+    #[inline]
     pub(crate) fn new() -> RefBank {
         RefBank {
             spare: Cell::new(0),
-            open: Cell::new(true),
         }
     }
 
@@ -34,26 +37,32 @@ impl RefBank {
     #[inline]
     pub(crate) fn take(&self) -> bool {
         let spare = self.spare.get();
-        if spare > 0 {
+        let banked = spare > 0 && spare != CLOSED;
+        if banked {
             self.spare.set(spare - 1);
         }
-        spare > 0
+        banked
     }
 
     /// Banks a count a waker gives back; false once the bank is closed (the
     /// caller decrements the real count).
     #[inline]
     pub(crate) fn deposit(&self) -> bool {
-        if self.open.get() {
-            self.spare.set(self.spare.get() + 1);
+        let spare = self.spare.get();
+        if spare == CLOSED {
+            return false;
         }
-        self.open.get()
+        self.spare.set(spare + 1);
+        true
     }
 
     /// Closes the bank; returns how many counts the caller must release.
+    #[inline]
     pub(crate) fn close(&self) -> usize {
-        self.open.set(false);
-        self.spare.take()
+        match self.spare.replace(CLOSED) {
+            CLOSED => 0,
+            spare => spare,
+        }
     }
 }
 

@@ -41,23 +41,28 @@ pub(crate) struct Completed {
 }
 
 impl State {
+    #[inline]
     pub(crate) fn new() -> State {
         State(AtomicU8::new(0))
     }
 
+    #[inline]
     pub(crate) fn is_complete(&self) -> bool {
         self.0.load(Ordering::Acquire) & COMPLETE != 0
     }
 
+    #[inline]
     pub(crate) fn is_detached(&self) -> bool {
         self.0.load(Ordering::Acquire) & DETACHED != 0
     }
 
+    #[inline]
     pub(crate) fn cancel_requested(&self) -> bool {
         self.0.load(Ordering::Acquire) & CANCEL != 0
     }
 
     /// Marks the output written (release: the write happened before).
+    #[inline]
     pub(crate) fn complete(&self) -> Completed {
         let previous = self.0.fetch_or(COMPLETE, Ordering::AcqRel);
         Completed {
@@ -67,12 +72,14 @@ impl State {
     }
 
     /// The handle lets go; true if the output is there for it to drop.
+    #[inline]
     pub(crate) fn detach(&self) -> bool {
         self.0.fetch_or(DETACHED, Ordering::AcqRel) & COMPLETE != 0
     }
 
     /// A joiner registered its waker; true if the task completed meanwhile
     /// (then the joiner must not wait).
+    #[inline]
     pub(crate) fn join_waker_set(&self) -> bool {
         self.0.fetch_or(JOIN_WAKER, Ordering::AcqRel);
         self.is_complete()
@@ -80,6 +87,7 @@ impl State {
 
     /// Asks for cancellation; true if the task must be woken for it (the
     /// first request, before completion).
+    #[inline]
     pub(crate) fn request_cancel(&self) -> bool {
         self.0.fetch_or(CANCEL, Ordering::AcqRel) & (CANCEL | COMPLETE) == 0
     }
@@ -90,6 +98,7 @@ impl State {
 pub(crate) struct OutputSlot<T>(UnsafeCell<Option<T>>);
 
 impl<T> OutputSlot<T> {
+    #[inline]
     pub(crate) fn new() -> OutputSlot<T> {
         OutputSlot(UnsafeCell::new(None))
     }
@@ -99,6 +108,7 @@ impl<T> OutputSlot<T> {
     /// # Safety
     /// - Only the owner calls this, once, before `State::complete`; no one
     ///   else touches the slot until `COMPLETE` is set.
+    #[inline]
     pub(crate) unsafe fn put(&self, value: T) {
         // SAFETY: the caller is the only party touching the slot (see above).
         self.0.with_mut(|slot| unsafe { *slot = Some(value) });
@@ -111,6 +121,7 @@ impl<T> OutputSlot<T> {
     /// - it is the one party entitled to the output: the handle, or the
     ///   owner after `Completed::drop_output`, or the handle after `detach`
     ///   returned true.
+    #[inline]
     pub(crate) unsafe fn take(&self) -> Option<T> {
         // SAFETY: the caller is the only party touching the slot (see above).
         self.0.with_mut(|slot| unsafe { (*slot).take() })
