@@ -229,3 +229,31 @@ fn a_loop_that_closes_hands_its_waiters_to_the_others() {
     let _client = std::net::TcpStream::connect(addr).unwrap();
     assert_eq!(on_b.join().unwrap(), Ok(true));
 }
+
+#[test]
+fn an_async_waiter_that_times_out_does_not_unhook_a_fiber() {
+    fiberloop::run(|| {
+        let listener = Arc::new(fiberloop::async_net::TcpListener::from(
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        ));
+        let addr = listener.local_addr().unwrap();
+        let fiber = fiberloop::spawn({
+            let listener = listener.clone();
+            move || {
+                fiberloop::timeout(LIMIT, || {
+                    fiberloop::wait(listener.accept()).unwrap().is_ok()
+                })
+            }
+        });
+        // An async task waits on the same listener and gives up first: its
+        // future is dropped, and only its own waker may leave the list.
+        let impatient = fiberloop::task::spawn(async move {
+            fiberloop::time::timeout(Duration::from_millis(20), listener.accept())
+                .await
+                .is_err()
+        });
+        assert!(fiberloop::wait(impatient).unwrap().unwrap(), "it timed out");
+        let _client = TcpStream::connect(addr).unwrap();
+        assert!(fiber.join().unwrap().expect("the fiber was still served"));
+    });
+}
