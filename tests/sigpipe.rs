@@ -4,13 +4,10 @@
 
 mod util;
 
-use std::io::{ErrorKind, IoSlice, Write};
+use std::io::{IoSlice, Write};
 
 fn is_gone(result: std::io::Result<usize>) -> bool {
-    matches!(
-        result.map_err(|e| e.kind()),
-        Err(ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)
-    )
+    result.is_err_and(|e| util::peer_gone(&e))
 }
 
 /// Writes to `w` until the peer's departure shows (the first write after a

@@ -110,3 +110,11 @@ pub fn reset_on_close(socket: &impl std::os::fd::AsRawFd) {
     };
     assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
 }
+
+/// True for the errors a write to a peer that has gone reports.
+pub fn peer_gone(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+    )
+}
