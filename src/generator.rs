@@ -50,8 +50,8 @@ use std::panic::{self, AssertUnwindSafe};
 
 use corosensei::{Coroutine, CoroutineResult};
 
-use crate::fiber;
-use crate::stack::{self, Stack};
+use crate::rt::coro as fiber;
+use crate::rt::stacks::{self as stack, Stack};
 use crate::sys::signal::{self, FaultInfo};
 
 /// What the caller sends into the body at a `suspend`.

@@ -93,13 +93,11 @@ pub mod async_net;
 pub mod blocking;
 mod fiber;
 pub mod generator;
-mod loom;
 pub mod net;
 pub mod process;
-mod reactor;
 mod remote;
+mod rt;
 pub mod runtime;
-mod scheduler;
 mod scope;
 pub mod signal;
 pub mod stack;
@@ -108,18 +106,16 @@ pub mod sync;
 mod sys;
 pub mod task;
 pub mod time;
-mod timer;
 pub mod transport;
-mod wait;
 
 pub use blocking::{unblock, unblock_async, Unblock};
 pub use fiber::{current, sleep, sleep_until, spawn, try_current, yield_now, Builder};
 pub use remote::RemoteHandle;
+pub use rt::wait::{wait, WaitError};
 pub use runtime::{block_on, handle, run, try_handle, CallbackHandle, EventLoop, Handle};
 pub use scope::{scope, timeout, Scope, ScopedJoinHandle};
 pub use stack::DEFAULT_STACK_SIZE;
 pub use task::{Fiber, FiberId, JoinError, JoinHandle};
-pub use wait::{wait, WaitError};
 
 /// The error a blocking call returns (inside an `io::Error` of kind `Other`)
 /// when its fiber is being cancelled and is already unwinding.

@@ -33,7 +33,7 @@ use std::process::{Command, ExitStatus};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use crate::reactor::Source;
+use crate::rt::reactor::Source;
 use crate::sys::Interest;
 
 /// Starts `command`. Its piped standard streams (see
@@ -139,7 +139,7 @@ impl Child {
 /// expired timeout scope ends the wait with its error.
 fn pause_for(pause: Duration) -> io::Result<()> {
     let until = Instant::now() + pause;
-    match crate::wait::block_on(Some(until), |_| Poll::<()>::Pending) {
+    match crate::rt::wait::block_on(Some(until), |_| Poll::<()>::Pending) {
         Err(crate::WaitError::TimedOut) if Instant::now() >= until => Ok(()),
         Err(e) => Err(e.into()),
         Ok(()) => Ok(()),

@@ -27,7 +27,7 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
-use crate::scheduler::{Core, RemoteJob, Shared};
+use crate::rt::scheduler::{Core, RemoteJob, Shared};
 use crate::task::{Body, BoxFuture, Closure, JoinHandle, Task};
 
 /// A `Send + Sync + Clone` handle to a loop, usable from any thread.

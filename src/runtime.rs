@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use std::future::Future;
 
-use crate::scheduler::{self, CallbackCell, Core};
+use crate::rt::scheduler::{self, CallbackCell, Core};
+use crate::rt::timer::{TimerAction, TimerKey};
 use crate::task::{BoxFuture, JoinHandle};
-use crate::timer::{TimerAction, TimerKey};
 
 /// Usable stack of the main fiber that [`run`] and
 /// [`EventLoop::run_until_complete`] create: 256 KiB, more than other fibers

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use crate::rt::wait;
 use crate::sync::deadline_after;
 use crate::task::{JoinError, JoinHandle, TaskCell};
 use crate::time::Elapsed;
-use crate::wait;
 
 /// Runs `f` with a deadline: every blocking call inside it (socket I/O,
 /// `recv`, `lock`, `join`, `sleep`, ...) returns a timed-out error once
@@ -104,7 +104,7 @@ where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
 {
     assert!(
-        crate::fiber::in_fiber(),
+        crate::rt::coro::in_fiber(),
         "fiberloop::scope must be called from a fiber"
     );
     let scope = Scope {
@@ -216,7 +216,7 @@ impl<'scope> Scope<'scope, '_> {
             // Shielded: the children may borrow from this stack, so the wait
             // cannot be abandoned; a cancellation is passed on instead.
             let done = wait::block_on_shielded(|cx| {
-                if crate::fiber::current_cancelled() {
+                if crate::rt::coro::current_cancelled() {
                     pass_on();
                 }
                 for task in &spawned {

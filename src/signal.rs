@@ -33,7 +33,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::reactor::Source;
+use crate::rt::reactor::Source;
 use crate::sys::signals::{forbidden, Listener};
 use crate::sys::Interest;
 

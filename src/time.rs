@@ -11,8 +11,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::scheduler;
-use crate::timer::{TimerAction, TimerKey};
+use crate::rt::scheduler;
+use crate::rt::timer::{TimerAction, TimerKey};
 
 /// Waits until `duration` has passed (never less).
 ///
@@ -30,13 +30,7 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     }
 }
 
-/// `Instant::now() + duration`, saturating about a century ahead (an
-/// "infinite" timeout still makes a valid deadline).
-pub(crate) fn deadline_after(duration: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(duration)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-}
+pub(crate) use crate::rt::lock::deadline_after;
 
 /// The future of [`sleep`] and [`sleep_until`].
 #[must_use = "futures do nothing unless polled"]

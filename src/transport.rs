@@ -554,7 +554,7 @@ pub fn attach<S: Into<Stream>, P: Protocol>(stream: S, mut protocol: P) -> io::R
 }
 
 fn no_loop_check() -> io::Result<()> {
-    crate::scheduler::with_core(|_| ()).ok_or_else(|| {
+    crate::rt::scheduler::with_core(|_| ()).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
             "transports need a fiberloop event loop on this thread",

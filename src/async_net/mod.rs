@@ -56,7 +56,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 use crate::net::addr::resolve_async;
 use crate::net::tcp::{connected, AcceptBackoff, Inner};
 use crate::net::{self, ToSocketAddrs};
-use crate::reactor::Source;
+use crate::rt::reactor::Source;
 use crate::sys::Interest;
 
 mod unix;

@@ -42,7 +42,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::reactor::Source;
+use crate::rt::reactor::Source;
 use crate::sys::Interest;
 
 /// Where a non-blocking connect stands, from the socket's pending error and

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{each_addr, Conn, ToSocketAddrs};
-use crate::reactor::Source;
+use crate::rt::reactor::Source;
 use crate::sys::Interest;
 
 /// A TCP socket server, listening for connections.

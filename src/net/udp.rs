@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use super::{each_addr, Timeout, ToSocketAddrs};
-use crate::reactor::Source;
+use crate::rt::reactor::Source;
 use crate::sys::Interest;
 
 /// A UDP socket. Like [`std::net::UdpSocket`], with calls that block only the

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::tcp::AcceptBackoff;
 use super::{stream_io, Conn};
-use crate::reactor::Source;
+use crate::rt::reactor::Source;
 
 /// A Unix-domain socket server, listening for connections at a path.
 ///

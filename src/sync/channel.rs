@@ -37,7 +37,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use super::{block, deadline_after, wake_all, Op, SpinLock, WaitQueue};
-use crate::wait::WaitError;
+use crate::rt::wait::WaitError;
 
 /// A channel that holds at most `capacity` messages; `send` blocks while it is
 /// full. `bounded(0)` is a rendezvous channel.

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::{block, deadline_after, lock, wake_all, Op, Until, WaitQueue};
-use crate::wait::WaitError;
+use crate::rt::wait::WaitError;
 
 /// A flag that fibers and tasks can wait for: `set` wakes every waiter, and
 /// waits return at once while it stays set, until `clear`.

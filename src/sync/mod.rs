@@ -31,7 +31,7 @@ mod rwlock;
 mod select;
 mod semaphore;
 
-pub use crate::wait::WaitError;
+pub use crate::rt::wait::WaitError;
 pub use channel::{
     bounded, unbounded, IntoIter, Receiver, Recv, RecvError, RecvTimeoutError, Send, SendError,
     SendTimeoutError, Sender, TryRecvError, TrySendError,
@@ -44,11 +44,10 @@ pub use select::{join_all, select_first, Select};
 pub use semaphore::{Semaphore, SemaphorePermit};
 
 use std::collections::VecDeque;
-use std::sync::{MutexGuard as StdGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use crate::wait;
+use crate::rt::wait;
 
 /// Waiters of one kind, in arrival order.
 ///
@@ -138,12 +137,7 @@ impl WaitQueue {
     }
 }
 
-/// Locks a primitive's state. A panic while it was held cannot leave it
-/// inconsistent (every critical section is a few assignments), so poisoning is
-/// ignored.
-pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> StdGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+pub(crate) use crate::rt::lock::lock;
 
 /// A lock for states held a few instructions at a time: acquiring is one
 /// compare-exchange, releasing a plain store (a `std::sync::Mutex` pays a
@@ -283,7 +277,7 @@ pub(crate) fn block<O: Op>(op: &mut O, deadline: Option<Instant>) -> Result<O::O
     wait::block_on(deadline, |cx| op.poll_op(cx))
 }
 
-pub(crate) use crate::time::deadline_after;
+pub(crate) use crate::rt::lock::deadline_after;
 
 #[cfg(test)]
 mod tests {

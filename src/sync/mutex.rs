@@ -26,7 +26,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::{block, deadline_after, lock, Op, WaitQueue};
-use crate::wait::WaitError;
+use crate::rt::wait::WaitError;
 
 const LOCKED: u8 = 1;
 const WAITERS: u8 = 2;

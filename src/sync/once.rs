@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::{Mutex as StdMutex, OnceLock};
 
 use super::{block, lock, wake_all, Op, Until, WaitQueue};
-use crate::wait::WaitError;
+use crate::rt::wait::WaitError;
 
 /// A cell written once, by the first caller of `get_or_init`.
 ///

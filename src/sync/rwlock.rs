@@ -11,7 +11,7 @@ use std::sync::Mutex as StdMutex;
 use std::task::{Context, Poll};
 
 use super::{block, lock, wake_all, Op, WaitQueue};
-use crate::wait::WaitError;
+use crate::rt::wait::WaitError;
 
 /// A reader-writer lock for fibers, tasks and threads.
 pub struct RwLock<T: ?Sized> {

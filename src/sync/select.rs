@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::channel::{RecvError, SendError};
 use super::{deadline_after, Op, Receiver, Sender};
+use crate::rt::wait::{self, WaitError};
 use crate::task::{JoinError, JoinHandle};
-use crate::wait::{self, WaitError};
 
 /// One branch: its channel operation and what to do with the outcome.
 trait Branch<R> {

@@ -6,7 +6,7 @@ use std::sync::Mutex as StdMutex;
 use std::task::{Context, Poll};
 
 use super::{block, lock, Op, WaitQueue};
-use crate::wait::WaitError;
+use crate::rt::wait::WaitError;
 
 /// A counting semaphore for fibers, tasks and threads.
 ///

@@ -28,12 +28,8 @@
 //! thread. Use a [`RemoteHandle`](crate::RemoteHandle) to spawn from another
 //! thread.
 
-mod bank;
-mod raw;
-mod state;
-
-pub(crate) use raw::{waker_ref, Body, BoxFuture, Closure, Local, Output, TaskCell};
-pub use raw::{Fiber, FiberId, JoinError, JoinHandle};
+pub(crate) use crate::rt::task::{Body, BoxFuture, Closure, TaskCell};
+pub use crate::rt::task::{Fiber, FiberId, JoinError, JoinHandle};
 
 use std::any::Any;
 use std::fmt;
@@ -41,7 +37,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::scheduler;
+use crate::rt::scheduler;
 
 /// Spawns a future as a task on this thread's loop and returns its handle.
 ///

@@ -38,8 +38,8 @@ use atomic_waker::AtomicWaker;
 
 use super::bank::RefBank;
 use super::state::{OutputSlot, State};
-use crate::fiber::Coro;
-use crate::scheduler::{Core, Shared};
+use crate::rt::coro::Coro;
+use crate::rt::scheduler::{Core, Shared};
 use crate::sys::signal::FaultInfo;
 
 /// A fiber's result before it is handed to the joiner: the value, boxed so that
@@ -315,17 +315,17 @@ unsafe fn waker_clone(ptr: *const ()) -> RawWaker {
 unsafe fn waker_wake(ptr: *const ()) {
     // SAFETY: see above; this takes over the waker's count.
     let task = unsafe { Arc::from_raw(ptr.cast::<TaskCell>()) };
-    crate::scheduler::wake_task(task);
+    crate::rt::scheduler::wake_task(task);
 }
 
 unsafe fn waker_wake_by_ref(ptr: *const ()) {
     // SAFETY: see above.
     let task = unsafe { &*ptr.cast::<TaskCell>() };
-    if !crate::scheduler::wake_local(task) {
+    if !crate::rt::scheduler::wake_local(task) {
         // SAFETY: see above; the new count goes to the remote queue.
         unsafe { Arc::increment_strong_count(ptr.cast::<TaskCell>()) };
         // SAFETY: the count just added.
-        crate::scheduler::wake_task(unsafe { Arc::from_raw(ptr.cast::<TaskCell>()) });
+        crate::rt::scheduler::wake_task(unsafe { Arc::from_raw(ptr.cast::<TaskCell>()) });
     }
 }
 
@@ -342,7 +342,7 @@ impl TaskCell {
     /// The bank, when the caller is on this task's loop thread.
     #[inline]
     fn owner_bank<R>(&self, f: impl FnOnce(&Local) -> R) -> Option<R> {
-        crate::scheduler::with_core(|core| self.local_if_owner(core).map(f)).flatten()
+        crate::rt::scheduler::with_core(|core| self.local_if_owner(core).map(f)).flatten()
     }
 
     /// Takes a banked strong count for a new waker; false if there is none
@@ -421,8 +421,8 @@ impl<T: 'static> JoinHandle<T> {
     pub fn join(mut self) -> Result<T, JoinError> {
         let task = self.task.take().expect("join handle used after join");
         if !task.is_complete() {
-            let waited = crate::scheduler::join_on_same_loop(&task)
-                .unwrap_or_else(|| crate::wait::block_on(None, |cx| task.poll_complete(cx)));
+            let waited = crate::rt::scheduler::join_on_same_loop(&task)
+                .unwrap_or_else(|| crate::rt::wait::block_on(None, |cx| task.poll_complete(cx)));
             if waited.is_err() {
                 // We could not wait (unwinding, or a timeout scope ran out):
                 // leave the fiber detached.
@@ -714,7 +714,7 @@ mod tests {
 
     /// The task's `Arc`, taken inside the fiber.
     fn this_task() -> Arc<TaskCell> {
-        crate::scheduler::with_core(|core| core.current_task())
+        crate::rt::scheduler::with_core(|core| core.current_task())
             .flatten()
             .expect("inside a fiber")
     }

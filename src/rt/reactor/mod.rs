@@ -55,9 +55,9 @@ use mio::unix::SourceFd;
 use mio::{Events, Token};
 use slab::Slab;
 
-use crate::scheduler::{self, Core, Shared};
+use crate::rt::scheduler::{self, Core, Shared};
+use crate::rt::wait::{self, WaitError};
 use crate::sys::{self, Interest};
-use crate::wait::{self, WaitError};
 use waiters::ScheduledIo;
 
 /// The token of the loop's cross-thread `mio::Waker`.
@@ -319,7 +319,7 @@ impl<T: AsRawFd> Source<T> {
             }
         };
         // Read the clock only now that we know we must wait.
-        let deadline = timeout.map(crate::time::deadline_after);
+        let deadline = timeout.map(crate::rt::lock::deadline_after);
         if wait::fiber_core().is_none() {
             // A plain thread: behave like std's blocking sockets.
             loop {
@@ -374,7 +374,7 @@ impl<T: AsRawFd> Source<T> {
     /// loop (this thread's, if it is registered nowhere or with a closed one).
     fn registered(&self) -> io::Result<&Arc<ScheduledIo>> {
         let io = self.waiters.get_or_init(|| Arc::new(ScheduledIo::new()));
-        let mut registration = crate::sync::lock(&self.registration);
+        let mut registration = crate::rt::lock::lock(&self.registration);
         if registration.as_ref().is_some_and(Registration::is_live) {
             return Ok(io);
         }

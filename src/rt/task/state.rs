@@ -20,8 +20,8 @@
 //! `JOIN_WAKER` after registering its waker and then looks at `COMPLETE`
 //! again, so either it sees the completion or the completion sees its bit.
 
-use crate::loom::cell::UnsafeCell;
-use crate::loom::sync::atomic::{AtomicU8, Ordering};
+use crate::rt::loom::cell::UnsafeCell;
+use crate::rt::loom::sync::atomic::{AtomicU8, Ordering};
 
 const COMPLETE: u8 = 1 << 0;
 const DETACHED: u8 = 1 << 1;
@@ -131,7 +131,7 @@ impl<T> OutputSlot<T> {
 #[cfg(all(test, loom))]
 mod loom_model {
     use super::*;
-    use crate::loom::model as bounded;
+    use crate::rt::loom::model as bounded;
     use loom::sync::atomic::AtomicUsize;
     use loom::sync::{Arc, Notify};
 

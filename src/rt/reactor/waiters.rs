@@ -42,8 +42,8 @@
 
 use std::task::Waker;
 
-use crate::loom::sync::atomic::{AtomicUsize, Ordering};
-use crate::loom::sync::Mutex;
+use crate::rt::loom::sync::atomic::{AtomicUsize, Ordering};
+use crate::rt::loom::sync::Mutex;
 
 /// Which direction a waiter waits for: an index into the per-direction arrays.
 pub(crate) type Direction = usize;
@@ -108,7 +108,7 @@ impl ScheduledIo {
         }
     }
 
-    fn waiters(&self) -> crate::loom::sync::MutexGuard<'_, [Waiters; 2]> {
+    fn waiters(&self) -> crate::rt::loom::sync::MutexGuard<'_, [Waiters; 2]> {
         // A waker that panicked while we held the lock leaves valid data behind.
         self.waiters
             .lock()
@@ -216,7 +216,7 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_model {
     use super::*;
-    use crate::loom::model as bounded;
+    use crate::rt::loom::model as bounded;
     use loom::sync::atomic::AtomicUsize as Data;
     use loom::sync::{Arc, Notify};
     use std::task::Wake;

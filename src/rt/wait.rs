@@ -23,9 +23,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Instant;
 
-use crate::fiber::{self, ForcedUnwind, Resume, Suspend};
-use crate::scheduler::{self, Core};
-use crate::timer::{TimerAction, TimerKey};
+use crate::rt::coro::{self as fiber, ForcedUnwind, Resume, Suspend};
+use crate::rt::scheduler::{self, Core};
+use crate::rt::timer::{TimerAction, TimerKey};
 
 /// Why a blocking call ended without its result: the deadline passed (its
 /// own timeout, or an enclosing [`timeout`](crate::timeout) scope), or the

@@ -44,11 +44,11 @@ use corosensei::CoroutineResult;
 use crossbeam_queue::SegQueue;
 use slab::Slab;
 
-use crate::fiber::{Coro, Exit, ForcedUnwind, Resume, Suspend};
-use crate::reactor::{self, Reactor, WAKER_TOKEN};
-use crate::stack;
-use crate::task::{Body, BoxFuture, Closure, JoinError, Output, TaskCell};
-use crate::timer::{TimerAction, Timers};
+use crate::rt::coro::{Coro, Exit, ForcedUnwind, Resume, Suspend};
+use crate::rt::reactor::{self, Reactor, WAKER_TOKEN};
+use crate::rt::stacks as stack;
+use crate::rt::task::{Body, BoxFuture, Closure, JoinError, Output, TaskCell};
+use crate::rt::timer::{TimerAction, Timers};
 
 /// Ready items run between two looks at I/O and timers when work keeps coming
 /// (tokio uses 61 for the same purpose).
@@ -126,7 +126,7 @@ impl Shared {
     /// closed.
     pub(crate) fn send(&self, job: RemoteJob) -> Result<(), RemoteJob> {
         {
-            let mut inbox = crate::sync::lock(&self.inbox);
+            let mut inbox = crate::rt::lock::lock(&self.inbox);
             if !inbox.open {
                 return Err(job);
             }
@@ -149,7 +149,7 @@ impl Shared {
 
     /// Takes the jobs handed in so far; with `close`, refuses later ones.
     fn take_inbox(&self, close: bool) -> Vec<RemoteJob> {
-        let mut inbox = crate::sync::lock(&self.inbox);
+        let mut inbox = crate::rt::lock::lock(&self.inbox);
         if close {
             inbox.open = false;
         }
@@ -187,7 +187,7 @@ pub(crate) struct Core {
     /// Where the next spawned fiber goes in `ready`; reset whenever a new item runs.
     spawn_at: Cell<usize>,
     /// The thread pool for blocking calls (`unblock`); shut down with the loop.
-    pub(crate) blocking: crate::blocking::Pool,
+    pub(crate) blocking: crate::rt::pool::Pool,
     /// How many items at the head of `ready` were put there ahead of older
     /// work (spawned, or a joiner resumed); they inherit the current turn.
     inherited: Cell<usize>,
@@ -317,8 +317,8 @@ pub(crate) fn wake_local(task: &TaskCell) -> bool {
 #[inline]
 pub(crate) fn join_on_same_loop(
     task: &Arc<TaskCell>,
-) -> Option<Result<(), crate::wait::WaitError>> {
-    if !crate::fiber::in_fiber() {
+) -> Option<Result<(), crate::rt::wait::WaitError>> {
+    if !crate::rt::coro::in_fiber() {
         return None;
     }
     let core = core()?;
@@ -337,7 +337,7 @@ pub(crate) fn join_on_same_loop(
     let me = core.current_key().expect("a running fiber has a task");
     while !task.is_complete() {
         joiner.set(Some(me));
-        if let Err(e) = crate::wait::park(Suspend::Park) {
+        if let Err(e) = crate::rt::wait::park(Suspend::Park) {
             return Some(Err(e)); // cancelled while unwinding
         }
     }
@@ -387,7 +387,7 @@ impl Core {
             shared,
             ready: RefCell::new(VecDeque::with_capacity(256)),
             spawn_at: Cell::new(0),
-            blocking: crate::blocking::Pool::new(),
+            blocking: crate::rt::pool::Pool::new(),
             inherited: Cell::new(0),
             streak: Cell::new(0),
             tasks: RefCell::new(Slab::with_capacity(256)),
@@ -431,7 +431,7 @@ impl Core {
     pub(crate) fn current_waker(&self) -> Option<std::mem::ManuallyDrop<std::task::Waker>> {
         // The waker borrows the table's reference, alive as long as the task
         // is in the table; the caller uses it only inside its fiber's wait.
-        self.with_current(crate::task::waker_ref)
+        self.with_current(crate::rt::task::waker_ref)
     }
 
     /// Runs `f` with the running task, if any.
@@ -530,7 +530,7 @@ impl Core {
     /// was handed in from another thread). At the limit on mapped stacks,
     /// idle stacks of other sizes are unmapped to make room, once.
     #[inline]
-    fn coroutine_for(&self, local: &crate::task::Local) -> io::Result<Coro> {
+    fn coroutine_for(&self, local: &crate::rt::task::Local) -> io::Result<Coro> {
         if !local.reserved.get() {
             self.reservations.reserve(local.stack_size)?;
             local.reserved.set(true);
@@ -557,7 +557,7 @@ impl Core {
     }
 
     /// Ends a finished (or never started) fiber's stack reservation.
-    fn unreserve(&self, local: &crate::task::Local) {
+    fn unreserve(&self, local: &crate::rt::task::Local) {
         if local.reserved.replace(false) {
             self.reservations.unreserve();
         }
@@ -909,7 +909,7 @@ impl Core {
     /// How to resume a started fiber: unwind it if it was cancelled, unless
     /// it waits in a shielded wait.
     #[inline]
-    fn resume_how(&self, task: &TaskCell, local: &crate::task::Local) -> Resume {
+    fn resume_how(&self, task: &TaskCell, local: &crate::rt::task::Local) -> Resume {
         if task.cancel_requested() && !local.shielded.get() {
             Resume::Unwind
         } else {
@@ -1026,7 +1026,7 @@ fn poll_future(core: &Core, task: &TaskCell, future: &mut BoxFuture) -> Option<O
     let table_ref: &Arc<TaskCell> = tasks.get(key).expect("a running task is in the table");
     // Borrows the table's reference, which outlives this poll (the task
     // leaves the table only in `finish`, after we return).
-    let waker = crate::task::waker_ref(table_ref);
+    let waker = crate::rt::task::waker_ref(table_ref);
     drop(tasks); // the future may spawn, which needs the table
     let mut cx = std::task::Context::from_waker(&waker);
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

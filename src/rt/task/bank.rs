@@ -69,7 +69,7 @@ impl RefBank {
 #[cfg(all(test, loom))]
 mod loom_model {
     use super::*;
-    use crate::loom::model as bounded;
+    use crate::rt::loom::model as bounded;
     use loom::sync::atomic::{AtomicUsize, Ordering};
     use loom::sync::Arc;
 

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use slab::Slab;
 
-use crate::scheduler::CallbackCell;
+use crate::rt::scheduler::CallbackCell;
 
 /// What an expired timer does.
 pub(crate) enum TimerAction {
