@@ -28,8 +28,11 @@
 //! thread. Use a [`RemoteHandle`](crate::RemoteHandle) to spawn from another
 //! thread.
 
+mod join;
+
+pub use crate::rt::task::JoinError;
 pub(crate) use crate::rt::task::{Body, BoxFuture, Closure, TaskCell};
-pub use crate::rt::task::{Fiber, FiberId, JoinError, JoinHandle};
+pub use join::{Fiber, FiberId, JoinHandle};
 
 use std::any::Any;
 use std::fmt;

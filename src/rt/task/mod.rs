@@ -1,10 +1,13 @@
-//! A task's shared state (a fiber's or an async task's), its state bits and
-//! its waker's reference bank; the handles users hold are re-exported from
-//! `crate::task`.
+//! A task's shared state (a fiber's or an async task's): the cell, its state
+//! bits and output hand-off, its waker and the waker's reference bank, and
+//! why a join can fail. The handles users hold are in `crate::task`.
 
 mod bank;
-mod raw;
+mod cell;
+mod error;
 mod state;
+mod waker;
 
-pub(crate) use raw::{waker_ref, Body, BoxFuture, Closure, Local, Output, TaskCell};
-pub use raw::{Fiber, FiberId, JoinError, JoinHandle};
+pub(crate) use cell::{Body, BoxFuture, Closure, Local, Output, TaskCell};
+pub use error::JoinError;
+pub(crate) use waker::waker_ref;

@@ -1,0 +1,144 @@
+//! Ready-queue policy: where a spawned task, a woken task, a resumed joiner
+//! and a callback go in the ready queue, and which item runs next (inherited
+//! turns bounded by `BUDGET`; see the module docs of `scheduler`).
+
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::{next_id, CallbackCell, Core, Runnable, Shared, BUDGET};
+use crate::rt::coro::Coro;
+use crate::rt::stacks as stack;
+use crate::rt::task::{Body, BoxFuture, Closure, TaskCell};
+
+impl Core {
+    /// Creates a task for `closure` and queues it ahead of older work.
+    ///
+    /// The fiber gets its stack when it first runs; a reservation made now
+    /// makes sure there will be one to map, so that hitting the limit on
+    /// live stacks is reported by this spawn (see the `stack` module). If no
+    /// idle coroutine of that size is at hand, one is made now, so that a
+    /// size that cannot be mapped (address space, memory) is reported here
+    /// too.
+    pub(crate) fn spawn(
+        &self,
+        closure: Closure,
+        name: Option<Arc<str>>,
+        stack_size: usize,
+    ) -> io::Result<Arc<TaskCell>> {
+        let stack_size = crate::sys::stack::usable_size(stack_size)?;
+        self.reservations.reserve(stack_size)?;
+        if !self.has_idle(stack_size) {
+            match stack::take(stack_size) {
+                Ok(stack) => self.park_idle(Coro::new(stack)),
+                Err(e) => {
+                    self.reservations.unreserve();
+                    return Err(e);
+                }
+            }
+        }
+        let task = self.insert(Body::NotStarted(closure), name, stack_size);
+        task.local(self).reserved.set(true);
+        Ok(task)
+    }
+
+    /// Builds a task for a loop from any thread; the loop adopts it later.
+    pub(crate) fn remote_task(shared: &Arc<Shared>, body: Body) -> Arc<TaskCell> {
+        let size = if let Body::NotStarted(_) = body {
+            stack::DEFAULT_STACK_SIZE
+        } else {
+            0
+        };
+        TaskCell::new(next_id(), None, size, shared.clone(), body)
+    }
+
+    /// Creates an async task polling `future` and queues it ahead of older work.
+    pub(crate) fn spawn_future(&self, future: BoxFuture) -> Arc<TaskCell> {
+        self.insert(Body::Future(future), None, 0)
+    }
+
+    /// Adds a task to the live-task table and queues it ahead of older work
+    /// (after the tasks the running item spawned before it).
+    pub(super) fn insert(
+        &self,
+        body: Body,
+        name: Option<Arc<str>>,
+        stack_size: usize,
+    ) -> Arc<TaskCell> {
+        let task = TaskCell::new(next_id(), name, stack_size, self.shared.clone(), body);
+        let local = task.local(self);
+        local.key.set(self.tasks.borrow_mut().insert(task.clone()));
+        local.queued.set(true);
+        let mut ready = self.ready.borrow_mut();
+        let at = self.spawn_at.get().min(ready.len());
+        if at == 0 {
+            ready.push_front(Runnable::Task(local.key.get()));
+        } else {
+            ready.insert(at, Runnable::Task(local.key.get()));
+        }
+        if at <= self.inherited.get() {
+            self.inherited.set(self.inherited.get() + 1);
+        }
+        self.spawn_at.set(at + 1);
+        drop(ready);
+        task
+    }
+
+    /// Queues a callback at the back of the ready queue.
+    pub(crate) fn push_callback(&self, callback: Rc<CallbackCell>) {
+        self.ready.borrow_mut().push_back(Runnable::Call(callback));
+    }
+
+    /// Puts a woken task at the back of the ready queue, unless it is queued
+    /// already or finished.
+    #[inline]
+    pub(crate) fn schedule(&self, task: Arc<TaskCell>) {
+        self.schedule_ref(&task);
+    }
+
+    #[inline]
+    pub(crate) fn schedule_ref(&self, task: &TaskCell) {
+        let local = task.local(self);
+        if !task.is_complete() && !local.queued.replace(true) {
+            self.ready
+                .borrow_mut()
+                .push_back(Runnable::Task(local.key.get()));
+        }
+    }
+
+    /// Schedules the task at `key` if it is still the one with `id` (a joiner
+    /// cancelled meanwhile may have left a stale key behind).
+    /// Resumes the joiner at `key` next, ahead of older work, if it is still
+    /// the task with `id` (a joiner cancelled meanwhile may have left a stale
+    /// key behind).
+    pub(super) fn schedule_joiner(&self, key: usize, id: u64) {
+        let tasks = self.tasks.borrow();
+        let Some(task) = tasks.get(key).filter(|t| t.id == id) else {
+            return;
+        };
+        let local = task.local(self);
+        if !task.is_complete() && !local.queued.replace(true) {
+            self.ready.borrow_mut().push_front(Runnable::Task(key));
+            self.inherited.set(self.inherited.get() + 1);
+        }
+    }
+
+    /// The next item to run: the head of the queue, except that after
+    /// `BUDGET` inherited items in a row the oldest ordinary item goes first.
+    #[inline]
+    pub(super) fn next_ready(&self) -> Option<Runnable> {
+        let mut ready = self.ready.borrow_mut();
+        let inherited = self.inherited.get().min(ready.len());
+        if inherited == 0 {
+            self.streak.set(0);
+            return ready.pop_front();
+        }
+        if self.streak.get() >= BUDGET && ready.len() > inherited {
+            self.streak.set(0);
+            return ready.remove(inherited);
+        }
+        self.streak.set(self.streak.get() + 1);
+        self.inherited.set(inherited - 1);
+        ready.pop_front()
+    }
+}
