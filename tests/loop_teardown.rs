@@ -1,4 +1,4 @@
-//! Cancellation at the end of a loop: destructors run, nothing hangs.
+//! The end of a loop: fibers still alive are unwound, destructors run, nothing hangs.
 
 mod util;
 
