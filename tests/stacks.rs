@@ -274,3 +274,38 @@ fn a_fault_outside_fiber_stacks_still_reaches_the_default_handler() {
     assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{stderr}");
     assert!(!stderr.contains("overflowed"), "{stderr}");
 }
+
+/// The pool and the loop's idle coroutines share one budget of idle stacks
+/// per thread (once each had its own, so twice the budget could sit idle).
+#[test]
+fn idle_stacks_stay_within_one_budget_per_thread() {
+    let budget = fiberloop::stack::MAX_IDLE_BYTES / fiberloop::DEFAULT_STACK_SIZE;
+    fiberloop::run(move || {
+        let (tx, rx) = fiberloop::sync::unbounded::<()>();
+        let started = std::rc::Rc::new(std::cell::Cell::new(0));
+        // Twice the budget alive at once, then all finish.
+        let fibers: Vec<_> = (0..2 * budget)
+            .map(|_| {
+                let (rx, started) = (rx.clone(), started.clone());
+                fiberloop::spawn(move || {
+                    started.set(started.get() + 1);
+                    rx.recv()
+                })
+            })
+            .collect();
+        while started.get() < 2 * budget {
+            fiberloop::yield_now(); // until every one holds a stack
+        }
+        drop(tx);
+        for f in fibers {
+            let _ = f.join().unwrap();
+        }
+        let idle = fiberloop::stack::idle_count();
+        assert!(idle <= budget, "{idle} idle stacks, budget {budget}");
+    });
+    let idle = fiberloop::stack::idle_count();
+    assert!(
+        idle <= budget,
+        "after the loop: {idle} idle stacks, budget {budget}"
+    );
+}

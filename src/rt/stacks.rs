@@ -12,7 +12,9 @@
 //!
 //! Idle stacks keep the pages their last fiber dirtied. That is what makes reuse
 //! cheap, and it is bounded: at most [`MAX_IDLE_BYTES`] of idle stacks are kept
-//! per thread; beyond that returned stacks are unmapped.
+//! per thread, counting both the pool's free stacks and the stacks of the
+//! loop's idle coroutines (one budget, [`hold_idle`]); beyond that returned
+//! stacks are unmapped.
 //!
 //! # The limit on live stacks
 //!
@@ -52,11 +54,34 @@ struct SizeClass {
 #[derive(Debug, Default)]
 struct Pool {
     classes: Vec<SizeClass>,
-    idle_bytes: usize,
 }
 
 thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+    /// Bytes of idle stacks this thread keeps: the pool's and its loop's
+    /// idle coroutines', under one [`MAX_IDLE_BYTES`] budget.
+    static IDLE_BYTES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts an idle stack of `size` bytes against this thread's budget; false
+/// (and nothing counted) when it would exceed [`MAX_IDLE_BYTES`].
+#[inline]
+pub(crate) fn hold_idle(size: usize) -> bool {
+    IDLE_BYTES
+        .try_with(|held| {
+            let fits = held.get() + size <= MAX_IDLE_BYTES;
+            if fits {
+                held.set(held.get() + size);
+            }
+            fits
+        })
+        .unwrap_or(false)
+}
+
+/// Uncounts an idle stack of `size` bytes (it is in use again, or unmapped).
+#[inline]
+pub(crate) fn release_idle(size: usize) {
+    let _ = IDLE_BYTES.try_with(|held| held.set(held.get().saturating_sub(size)));
 }
 
 /// Takes a stack with at least `size` usable bytes, reusing an idle one if any.
@@ -66,7 +91,7 @@ pub(crate) fn take(size: usize) -> io::Result<Stack> {
         let mut pool = pool.borrow_mut();
         let stack = pool.class(size).free.pop();
         if stack.is_some() {
-            pool.idle_bytes -= size;
+            release_idle(size);
         }
         stack
     });
@@ -146,12 +171,10 @@ impl Drop for Reservations {
 /// Unmaps this thread's idle stacks, making room under the limit for a
 /// stack of another size.
 pub(crate) fn trim() {
-    let idle = POOL.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        pool.idle_bytes = 0;
-        std::mem::take(&mut pool.classes)
-    });
-    drop(idle);
+    let idle = POOL.with(|pool| std::mem::take(&mut pool.borrow_mut().classes));
+    for class in idle {
+        release_idle(class.size * class.free.len());
+    }
 }
 
 /// Returns a stack whose fiber has finished.
@@ -159,12 +182,10 @@ pub(crate) fn give_back(stack: Stack) {
     let size = stack.size();
     // A stack dropped here (pool full, or thread exiting) is unmapped.
     let _excess = POOL.try_with(|pool| {
-        let mut pool = pool.borrow_mut();
-        if pool.idle_bytes + size > MAX_IDLE_BYTES {
+        if !hold_idle(size) {
             return Some(stack);
         }
-        pool.idle_bytes += size;
-        pool.class(size).free.push(stack);
+        pool.borrow_mut().class(size).free.push(stack);
         None
     });
 }

@@ -37,8 +37,8 @@ impl Core {
     #[inline(never)]
     pub(super) fn take_idle_after_trim(&self, size: usize) -> io::Result<Coro> {
         let idle = mem::take(&mut *self.idle.borrow_mut());
-        self.idle_bytes.set(0);
         for coro in idle {
+            stack::release_idle(coro.size());
             drop(coro.retire());
         }
         stack::trim();
@@ -62,7 +62,7 @@ impl Core {
         };
         match found {
             Some(index) => {
-                self.idle_bytes.set(self.idle_bytes.get() - size);
+                stack::release_idle(size);
                 Ok(idle.swap_remove(index))
             }
             None => {
@@ -73,14 +73,13 @@ impl Core {
     }
 
     /// Keeps a coroutine whose fiber ended for the next fiber, or retires it
-    /// (its stack back to the pool) when enough are idle already.
+    /// (its stack unmapped) when the thread's idle budget is spent: the pool
+    /// and the idle coroutines share one budget.
     pub(super) fn park_idle(&self, coro: Coro) {
-        let size = coro.size();
-        if self.idle_bytes.get() + size > stack::MAX_IDLE_BYTES {
-            stack::give_back(coro.retire());
+        if !stack::hold_idle(coro.size()) {
+            drop(coro.retire());
             return;
         }
-        self.idle_bytes.set(self.idle_bytes.get() + size);
         self.idle.borrow_mut().push(coro);
     }
 

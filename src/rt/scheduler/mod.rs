@@ -116,8 +116,6 @@ pub(crate) struct Core {
     /// Coroutines whose fiber ended, idle at their root, ready for the next
     /// fiber of the same stack size (most recently used last).
     idle: RefCell<Vec<Coro>>,
-    /// Stack bytes held by `idle`, bounded by `stack::MAX_IDLE_BYTES`.
-    idle_bytes: Cell<usize>,
     /// This loop's share of the process-wide stack reservations.
     reservations: stack::Reservations,
     /// `stop()` was called; `run_forever` returns at its next check.
@@ -177,7 +175,6 @@ impl Core {
             timers: RefCell::new(Timers::default()),
             reactor: Reactor::new(poll),
             idle: RefCell::new(Vec::new()),
-            idle_bytes: Cell::new(0),
             reservations: stack::Reservations::default(),
             stopping: Cell::new(false),
             running: Cell::new(false),

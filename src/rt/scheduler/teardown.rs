@@ -56,8 +56,8 @@ impl Core {
         // Idle coroutines return from their root; their stacks go to the
         // thread's pool for the next loop (or generators).
         let idle = mem::take(&mut *self.idle.borrow_mut());
-        self.idle_bytes.set(0);
         for coro in idle {
+            stack::release_idle(coro.size());
             stack::give_back(coro.retire());
         }
     }
