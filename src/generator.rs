@@ -52,7 +52,7 @@ use corosensei::{Coroutine, CoroutineResult};
 
 use crate::rt::coro as fiber;
 use crate::rt::stacks::{self as stack, Stack};
-use crate::sys::signal::{self, FaultInfo};
+use crate::sys::fault::{self, FaultInfo};
 
 /// What the caller sends into the body at a `suspend`.
 ///
@@ -240,7 +240,7 @@ impl<S, Y, R> Generator<S, Y, R> {
     where
         F: FnOnce(&Yielder<'_, S, Y>, S) -> R + 'static,
     {
-        signal::install(); // a generator may run on a thread that never had a loop
+        fault::install(); // a generator may run on a thread that never had a loop
         let stack = stack::take(size)?;
         let fault = FaultInfo {
             guard: std::cell::Cell::new(stack.guard()),
@@ -326,7 +326,7 @@ impl<S, Y, R> Generator<S, Y, R> {
         let result = {
             // The body is not a fiber, and a fault in it is this generator's.
             let _outside = fiber::leave_fiber();
-            let _fault = Published(signal::replace_running(&self.fault));
+            let _fault = Published(fault::replace_running(&self.fault));
             coroutine.resume(input)
         };
         match result {
@@ -355,7 +355,7 @@ struct Published(*const FaultInfo);
 
 impl Drop for Published {
     fn drop(&mut self) {
-        signal::replace_running(self.0);
+        fault::replace_running(self.0);
     }
 }
 

@@ -100,7 +100,7 @@ impl EventLoop {
     /// `AlreadyExists` if the thread has a loop already (one per thread);
     /// otherwise what creating the poller (`epoll`/`kqueue`) returned.
     pub fn new() -> io::Result<EventLoop> {
-        crate::sys::signal::install();
+        crate::sys::fault::install();
         crate::fiber::install_panic_hook();
         let core = Rc::new(Core::new()?);
         scheduler::install(core.clone())?;

@@ -38,7 +38,7 @@ use corosensei::{Coroutine, CoroutineResult};
 use crate::rt::scheduler;
 use crate::rt::stacks::Stack;
 use crate::rt::task::Closure;
-use crate::sys::signal::{self, FaultInfo};
+use crate::sys::fault::{self, FaultInfo};
 
 /// How the scheduler resumes a fiber's coroutine.
 ///
@@ -171,9 +171,9 @@ impl Coro {
         fault: &FaultInfo,
         how: Resume,
     ) -> CoroutineResult<Suspend, ()> {
-        signal::set_running(fault);
+        fault::set_running(fault);
         let result = self.0.coroutine.resume(how);
-        signal::set_running(ptr::null());
+        fault::set_running(ptr::null());
         YIELDER.with(|y| y.set(ptr::null()));
         result
     }

@@ -1,10 +1,13 @@
-//! Platform code: the only place that talks to the kernel through raw `libc`.
+//! Platform code: the raw `libc` calls that talk to the kernel.
 //!
-//! Everything above this module is safe Rust. A backend here must provide:
+//! Most of the crate's `unsafe` is here; the rest sits in a few named places
+//! of the core (the task cell and its waker, the coroutine's yielder, the
+//! installed-loop pointer), each listed in `docs/architecture.md`. A backend
+//! here must provide:
 //!
 //! - [`stack`]: guarded fiber stacks (`mmap` + a `PROT_NONE` guard page), with an
 //!   error on failure that names the kernel limit that was hit;
-//! - [`signal`]: a `SIGSEGV`/`SIGBUS` handler on an alternate signal stack that
+//! - [`fault`]: a `SIGSEGV`/`SIGBUS` handler on an alternate signal stack that
 //!   recognises a fault in a fiber's guard page, reports it, and chains to the
 //!   previous handler for every other fault;
 //! - [`signals`]: Unix signals delivered as bytes into a pipe the loop reads
@@ -19,18 +22,19 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Instant;
 
-pub(crate) mod signal;
+pub(crate) mod fault;
 pub(crate) mod signals;
 pub(crate) mod stack;
 
 /// Turns a libc `-1` return into `io::Error::last_os_error()`.
 ///
 /// This is the one helper that touches control flow; everything in `sys` uses it.
+/// It calls `libc::$fn` without an `unsafe` block of its own: each call site
+/// writes `unsafe { syscall!(..) }` under a `// SAFETY:` line that says why
+/// its arguments are valid.
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        #[allow(unused_unsafe)]
-        // SAFETY: each call site states why its arguments are valid for `$fn`.
-        let res = unsafe { libc::$fn($($arg),*) };
+        let res = libc::$fn($($arg),*);
         if res == -1 {
             Err(std::io::Error::last_os_error())
         } else {
@@ -78,8 +82,8 @@ pub(crate) fn wait_fd(
             events,
             revents: 0,
         };
-        // `pfd` is a valid, exclusively borrowed array of one pollfd.
-        match syscall!(poll(&mut pfd, 1, timeout_ms)) {
+        // SAFETY: `pfd` is a valid, exclusively borrowed array of one pollfd.
+        match unsafe { syscall!(poll(&mut pfd, 1, timeout_ms)) } {
             Ok(0) => continue,        // timed out: the deadline check above decides
             Ok(_) => return Ok(true), // ready, or POLLERR/POLLHUP: the retried call reports it
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -122,8 +126,8 @@ const SEND_FLAGS: libc::c_int = 0;
 
 /// `send(2)` on a connected stream socket, without `SIGPIPE`.
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // `buf` is valid for reads of `buf.len()` bytes for the whole call.
-    let sent = syscall!(send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS))?;
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
+    let sent = unsafe { syscall!(send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS)) }?;
     Ok(sent as usize)
 }
 
@@ -135,8 +139,8 @@ pub(crate) fn send_vectored(fd: RawFd, bufs: &[io::IoSlice<'_>]) -> io::Result<u
     // only reads through the pointer.
     msg.msg_iov = bufs.as_ptr().cast_mut().cast();
     msg.msg_iovlen = bufs.len().min(libc::c_int::MAX as usize) as _;
-    // `msg` points at `bufs`, which lives for the whole call.
-    let sent = syscall!(sendmsg(fd, &msg, SEND_FLAGS))?;
+    // SAFETY: `msg` points at `bufs`, which lives for the whole call.
+    let sent = unsafe { syscall!(sendmsg(fd, &msg, SEND_FLAGS)) }?;
     Ok(sent as usize)
 }
 
@@ -162,8 +166,8 @@ pub(crate) fn write_pipe(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
         libc::sigpending(&mut pending);
         libc::sigismember(&pending, libc::SIGPIPE) == 1
     };
-    // `buf` is valid for reads of `buf.len()` bytes for the whole call.
-    let written = syscall!(write(fd, buf.as_ptr().cast(), buf.len()));
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
+    let written = unsafe { syscall!(write(fd, buf.as_ptr().cast(), buf.len())) };
     if matches!(&written, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) && !pending_before {
         #[cfg(target_os = "linux")]
         {

@@ -124,7 +124,7 @@ impl Listener {
         if slot.read_fd.load(Ordering::Acquire) < 0 {
             let mut fds = [0; 2];
             // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-            syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC))?;
+            unsafe { syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC)) }?;
             slot.read_fd.store(fds[0], Ordering::Release);
             slot.write_fd.store(fds[1], Ordering::Release);
         }
@@ -144,7 +144,7 @@ impl Listener {
     pub(crate) fn read_byte(&self) -> io::Result<Option<i32>> {
         let mut byte = 0u8;
         // SAFETY: reads at most one byte into `byte`, from our pipe.
-        match syscall!(read(self.fd(), (&mut byte as *mut u8).cast(), 1)) {
+        match unsafe { syscall!(read(self.fd(), (&mut byte as *mut u8).cast(), 1)) } {
             Ok(1) => Ok(Some(i32::from(byte))),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),

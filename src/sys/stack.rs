@@ -37,8 +37,8 @@ pub(crate) fn page_size() -> usize {
     use std::sync::OnceLock;
     static PAGE: OnceLock<usize> = OnceLock::new();
     *PAGE.get_or_init(|| {
-        // sysconf(_SC_PAGESIZE) takes no pointers and cannot fail on Unix.
-        let page = syscall!(sysconf(libc::_SC_PAGESIZE)).unwrap_or(4096) as usize;
+        // SAFETY: sysconf(_SC_PAGESIZE) takes no pointers and cannot fail on Unix.
+        let page = unsafe { syscall!(sysconf(libc::_SC_PAGESIZE)) }.unwrap_or(4096) as usize;
         page.max(4096)
     })
 }
@@ -126,9 +126,10 @@ impl GuardedStack {
             len,
             _valgrind: ValgrindStackRegistration::new(addr.cast(), len),
         };
-        // The guard page is the first page of the mapping we own; on failure
+        // SAFETY: The guard page is the first page of the mapping we own; on failure
         // `stack` is dropped and the mapping released.
-        syscall!(mprotect(addr, page, libc::PROT_NONE)).map_err(|e| explain(e, usable))?;
+        unsafe { syscall!(mprotect(addr, page, libc::PROT_NONE)) }
+            .map_err(|e| explain(e, usable))?;
         Ok(stack)
     }
 
@@ -174,9 +175,9 @@ fn unsafe_mmap(len: usize) -> io::Result<*mut libc::c_void> {
 
 impl Drop for GuardedStack {
     fn drop(&mut self) {
-        // We own exactly this mapping; nothing points into it once the stack is
+        // SAFETY: We own exactly this mapping; nothing points into it once the stack is
         // dropped (coroutines give their stack back only after finishing).
-        let res = syscall!(munmap(self.bottom as *mut libc::c_void, self.len));
+        let res = unsafe { syscall!(munmap(self.bottom as *mut libc::c_void, self.len)) };
         debug_assert!(res.is_ok(), "munmap of a fiber stack failed: {res:?}");
         LIVE.fetch_sub(1, Ordering::Relaxed);
     }

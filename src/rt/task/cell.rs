@@ -40,7 +40,7 @@ use super::state::{OutputSlot, State};
 use super::waker::waker_ref;
 use crate::rt::coro::Coro;
 use crate::rt::scheduler::{Core, Shared};
-use crate::sys::signal::FaultInfo;
+use crate::sys::fault::FaultInfo;
 
 /// A fiber's result before it is handed to the joiner: the value, boxed so that
 /// the scheduler stays non-generic (a `()` or other zero-sized value does not

@@ -106,8 +106,8 @@ fn replace_handler(signal: libc::c_int) -> libc::sigaction {
     let mut old: libc::sigaction = unsafe { MaybeUninit::zeroed().assume_init() };
     new.sa_sigaction = on_fault as *const () as libc::sighandler_t;
     new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-    // Both pointers are to live, exclusively borrowed sigaction structs.
-    if syscall!(sigaction(signal, &new, &mut old)).is_err() {
+    // SAFETY: Both pointers are to live, exclusively borrowed sigaction structs.
+    if unsafe { syscall!(sigaction(signal, &new, &mut old)) }.is_err() {
         old.sa_sigaction = libc::SIG_DFL;
     }
     old
@@ -118,8 +118,8 @@ fn replace_handler(signal: libc::c_int) -> libc::sigaction {
 fn ensure_alt_stack() {
     // SAFETY: all-zero is a valid `stack_t`.
     let mut current: libc::stack_t = unsafe { MaybeUninit::zeroed().assume_init() };
-    // Querying only: null new stack, valid out-pointer.
-    if syscall!(sigaltstack(ptr::null(), &mut current)).is_err() {
+    // SAFETY: Querying only: null new stack, valid out-pointer.
+    if unsafe { syscall!(sigaltstack(ptr::null(), &mut current)) }.is_err() {
         return;
     }
     if current.ss_flags & libc::SS_DISABLE == 0 {
@@ -165,8 +165,8 @@ impl AltStack {
             ss_flags: 0,
             ss_size: Self::SIZE,
         };
-        // `new` describes the mapping above, which stays alive while installed.
-        syscall!(sigaltstack(&new, ptr::null_mut())).ok()?;
+        // SAFETY: `new` describes the mapping above, which stays alive while installed.
+        unsafe { syscall!(sigaltstack(&new, ptr::null_mut())) }.ok()?;
         Some(stack)
     }
 }
@@ -178,9 +178,11 @@ impl Drop for AltStack {
             ss_flags: libc::SS_DISABLE,
             ss_size: 0,
         };
-        // Uninstall before unmapping; this thread is exiting, not handling a signal.
-        if syscall!(sigaltstack(&disable, ptr::null_mut())).is_ok() {
-            let _ = syscall!(munmap(self.addr, self.len));
+        // SAFETY: Uninstall before unmapping; this thread is exiting, not handling a signal.
+        if unsafe { syscall!(sigaltstack(&disable, ptr::null_mut())) }.is_ok() {
+            // SAFETY: `addr`/`len` are the mapping this struct made for the
+            // alternate stack, which was just uninstalled.
+            let _ = unsafe { syscall!(munmap(self.addr, self.len)) };
         }
     }
 }
@@ -245,8 +247,8 @@ fn chain(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
         // Restore the default action and return: the faulting instruction runs
         // again and the kernel applies the default (core dump), as std does.
-        // `prev` is a valid sigaction we saved at install time.
-        let _ = syscall!(sigaction(signal, prev, ptr::null_mut()));
+        // SAFETY: `prev` is a valid sigaction we saved at install time.
+        let _ = unsafe { syscall!(sigaction(signal, prev, ptr::null_mut())) };
         return;
     }
     if prev.sa_flags & libc::SA_SIGINFO != 0 {
