@@ -266,3 +266,22 @@ proptest! {
         }
     }
 }
+
+/// The futures are `SendFuture`/`RecvFuture`; the old names, which shadowed
+/// the `Send` trait, remain as deprecated aliases of the same types.
+#[test]
+#[allow(deprecated)]
+fn the_old_future_names_are_aliases() {
+    let (tx, rx) = fiberloop::sync::unbounded::<u32>();
+    let send: fiberloop::sync::Send<'_, u32> = tx.send_async(7);
+    let recv: fiberloop::sync::Recv<'_, u32> = rx.recv_async();
+    let send: fiberloop::sync::SendFuture<'_, u32> = send;
+    let recv: fiberloop::sync::RecvFuture<'_, u32> = recv;
+    assert_eq!(
+        fiberloop::block_on(async move {
+            send.await.unwrap();
+            recv.await
+        }),
+        Ok(7)
+    );
+}

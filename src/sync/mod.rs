@@ -33,9 +33,11 @@ mod semaphore;
 
 pub use crate::rt::wait::WaitError;
 pub use channel::{
-    bounded, unbounded, IntoIter, Receiver, Recv, RecvError, RecvTimeoutError, Send, SendError,
-    SendTimeoutError, Sender, TryRecvError, TrySendError,
+    bounded, unbounded, IntoIter, Receiver, RecvError, RecvFuture, RecvTimeoutError, SendError,
+    SendFuture, SendTimeoutError, Sender, TryRecvError, TrySendError,
 };
+#[allow(deprecated)]
+pub use channel::{Recv, Send};
 pub use event::{Barrier, BarrierWaitResult, Event, WaitGroup};
 pub use mutex::{Condvar, Mutex, MutexGuard};
 pub use once::OnceCell;

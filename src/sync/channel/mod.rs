@@ -170,8 +170,8 @@ impl<T> Sender<T> {
     }
 
     /// The async face of [`send`](Self::send).
-    pub fn send_async(&self, value: T) -> Send<'_, T> {
-        Send {
+    pub fn send_async(&self, value: T) -> SendFuture<'_, T> {
+        SendFuture {
             op: SendOp {
                 chan: &self.chan,
                 value: Some(value),
@@ -248,8 +248,8 @@ impl<T> Receiver<T> {
     }
 
     /// The async face of [`recv`](Self::recv).
-    pub fn recv_async(&self) -> Recv<'_, T> {
-        Recv {
+    pub fn recv_async(&self) -> RecvFuture<'_, T> {
+        RecvFuture {
             op: RecvOp {
                 chan: &self.chan,
                 reg: None,
@@ -493,11 +493,11 @@ impl<T> Drop for SendOp<'_, T> {
 
 /// The future of [`Sender::send_async`].
 #[must_use = "futures do nothing unless polled"]
-pub struct Send<'a, T> {
+pub struct SendFuture<'a, T> {
     op: SendOp<'a, T>,
 }
 
-impl<T> Future for Send<'_, T> {
+impl<T> Future for SendFuture<'_, T> {
     type Output = Result<(), SendError<T>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -505,15 +505,15 @@ impl<T> Future for Send<'_, T> {
     }
 }
 
-impl<T> Unpin for Send<'_, T> {}
+impl<T> Unpin for SendFuture<'_, T> {}
 
 /// The future of [`Receiver::recv_async`].
 #[must_use = "futures do nothing unless polled"]
-pub struct Recv<'a, T> {
+pub struct RecvFuture<'a, T> {
     op: RecvOp<'a, T>,
 }
 
-impl<T> Future for Recv<'_, T> {
+impl<T> Future for RecvFuture<'_, T> {
     type Output = Result<T, RecvError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -521,7 +521,15 @@ impl<T> Future for Recv<'_, T> {
     }
 }
 
-impl<T> Unpin for Recv<'_, T> {}
+impl<T> Unpin for RecvFuture<'_, T> {}
+
+/// The old name of [`SendFuture`].
+#[deprecated(note = "renamed to `SendFuture`: `Send` shadowed the `Send` trait")]
+pub type Send<'a, T> = SendFuture<'a, T>;
+
+/// The old name of [`RecvFuture`].
+#[deprecated(note = "renamed to `RecvFuture`, next to `SendFuture`")]
+pub type Recv<'a, T> = RecvFuture<'a, T>;
 
 macro_rules! debug_opaque {
     ($($t:ident),*) => {$(
@@ -534,13 +542,13 @@ macro_rules! debug_opaque {
 }
 debug_opaque!(Sender, Receiver);
 
-impl<T> fmt::Debug for Send<'_, T> {
+impl<T> fmt::Debug for SendFuture<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Send").finish_non_exhaustive()
     }
 }
 
-impl<T> fmt::Debug for Recv<'_, T> {
+impl<T> fmt::Debug for RecvFuture<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Recv").finish_non_exhaustive()
     }
