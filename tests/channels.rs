@@ -272,16 +272,16 @@ proptest! {
 #[test]
 #[allow(deprecated)]
 fn the_old_future_names_are_aliases() {
-    let (tx, rx) = fiberloop::sync::unbounded::<u32>();
-    let send: fiberloop::sync::Send<'_, u32> = tx.send_async(7);
-    let recv: fiberloop::sync::Recv<'_, u32> = rx.recv_async();
-    let send: fiberloop::sync::SendFuture<'_, u32> = send;
-    let recv: fiberloop::sync::RecvFuture<'_, u32> = recv;
-    assert_eq!(
-        fiberloop::block_on(async move {
+    fiberloop::run(|| {
+        let (tx, rx) = fiberloop::sync::unbounded::<u32>();
+        let send: fiberloop::sync::Send<'_, u32> = tx.send_async(7);
+        let recv: fiberloop::sync::Recv<'_, u32> = rx.recv_async();
+        let send: fiberloop::sync::SendFuture<'_, u32> = send;
+        let recv: fiberloop::sync::RecvFuture<'_, u32> = recv;
+        let got = fiberloop::wait(async move {
             send.await.unwrap();
             recv.await
-        }),
-        Ok(7)
-    );
+        });
+        assert_eq!(got.unwrap(), Ok(7));
+    });
 }
