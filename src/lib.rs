@@ -35,30 +35,31 @@
 //!
 //! # The parts
 //!
+//! What you use (public modules, and the items re-exported at the root):
+//!
 //! | module | role |
 //! |---|---|
-//! | [`runtime`] | [`run`], [`EventLoop`], [`Handle`]: `call_soon`, `call_later`, `stop` |
-//! | `fiber` | [`spawn`], [`Builder`], [`yield_now`], [`sleep`], [`current`] |
-//! | `task::raw` | a task's shared state, woken through a `Waker`; [`JoinHandle`], [`JoinError`], [`Fiber`] |
-//! | `scheduler` | the ready queue and the loop (drawn in `docs/architecture.md`) |
-//! | `reactor` | one `mio::Poll` per loop; the registration every socket shares |
-//! | `timer` | the deadline heap behind `sleep`, `call_later` and I/O timeouts |
-//! | `wait` | the one waiting mechanism: a poll function plus a `Waker` |
-//! | [`stack`] | the pool of guarded stacks |
+//! | [`runtime`] | [`run`], [`EventLoop`], [`Handle`]: `call_soon`, `call_later`, `stop`; [`RemoteHandle`] for other threads |
+//! | the root | fibers: [`spawn`], [`Builder`], [`yield_now`], [`sleep`], [`current`], [`JoinHandle`], [`Fiber`]; [`scope`], [`timeout`]; [`wait`] (a future from a fiber) |
+//! | [`task`] | async tasks on the same loop: [`task::spawn`], [`task::Task`], [`block_on`]; the fiber handles ([`JoinHandle`], [`JoinError`], [`Fiber`], [`FiberId`]) |
+//! | [`time`] | async [`time::sleep`] and [`time::timeout`] |
 //! | [`net`] | blocking-style [`TcpListener`](net::TcpListener), [`TcpStream`](net::TcpStream), [`UdpSocket`](net::UdpSocket), and the Unix-domain [`UnixListener`](net::UnixListener), [`UnixStream`](net::UnixStream), [`UnixDatagram`](net::UnixDatagram) |
+//! | [`async_net`] | the async face of the sockets (`futures-io` traits) |
+//! | [`sync`] | channels, `Mutex`, `RwLock`, `Condvar`, `Semaphore`, `Event`, `Barrier`, `WaitGroup`, `OnceCell`, `Select` — for fibers, tasks and threads |
+//! | [`blocking`] | [`unblock`]/[`unblock_async`]: a blocking call on the loop's bounded thread pool, only the caller waits |
 //! | [`process`] | subprocesses with loop-driven pipes; `wait` parks only the fiber (pidfd) |
+//! | [`signal`] | [`Signals`](signal::Signals): `SIGINT`, `SIGTERM`, ... received in a fiber or a task |
 //! | [`streams`] | asyncio's streams: `open_connection`/`start_server`, line reading, `write` + `drain` |
 //! | [`transport`] | PEP 3156's callback style: a [`Protocol`](transport::Protocol) driven by the loop over a [`Transport`](transport::Transport) (TCP or Unix), with flow control |
-//! | [`signal`] | [`Signals`](signal::Signals): `SIGINT`, `SIGTERM`, ... received in a fiber or a task |
-//! | [`blocking`] | [`unblock`]/[`unblock_async`]: a blocking call on the loop's bounded thread pool, only the caller waits |
-//! | [`task`] | async tasks on the same loop: [`task::spawn`], [`task::Task`], [`block_on`] |
-//! | [`time`] | async [`time::sleep`] and [`time::timeout`] |
-//! | [`async_net`] | the async face of the sockets (`futures-io` traits) |
 //! | [`generator`] | stackful generators with two-way `send`, `throw`, `close`, `yield_from` (PEP 255/342/380) |
-//! | [`sync`] | channels, `Mutex`, `RwLock`, `Condvar`, `Semaphore`, `Event`, `Barrier`, `WaitGroup`, `OnceCell`, `Select` — for fibers, tasks and threads |
-//! | `scope` | [`scope`] (fibers borrowing from the caller) and [`timeout`] (deadline scopes) |
-//! | `remote` | [`RemoteHandle`]: `call_soon_threadsafe` and spawning from other threads |
-//! | `sys` | the only raw `libc`: stacks, the stack-overflow handler, `poll(2)` |
+//! | [`stack`] | fiber stack sizes and the idle-stack budget |
+//!
+//! Underneath, two private layers, with arrows pointing down only
+//! (`docs/architecture.md` draws them): `rt`, the core — the scheduler and
+//! its ready queue, the task cell and its waker, the coroutine under each
+//! fiber, the reactor, timers, the one waiting mechanism, the stack and
+//! thread pools; and `sys`, the raw `libc` — stack mappings, the
+//! stack-overflow handler, the signal pipe, `poll(2)`, `send(2)`.
 //!
 //! # Threads
 //!

@@ -1,9 +1,9 @@
 //! Coordination: channels, locks and signals for fibers, async tasks, other
 //! loops and plain threads alike.
 //!
-//! Every primitive here is a thread-safe state (a `std::sync::Mutex`, held for
-//! a few instructions, never across a wait) plus a queue of
-//! [`Waker`]s. Each blocking operation is written once, as a poll function:
+//! Every primitive here is a thread-safe state (behind a lock held for a few
+//! instructions, never across a wait: a spin lock for channels, a
+//! `std::sync::Mutex` for the rest) plus a queue of [`Waker`]s. Each blocking operation is written once, as a poll function:
 //!
 //! - a **fiber** runs it through the one waiting mechanism (`wait::block_on`),
 //!   which parks only the fiber;

@@ -1,4 +1,6 @@
-//! Async tasks: the native async/await model on the same loop as the fibers.
+//! Tasks: the async/await model on the same loop as the fibers ([`spawn`],
+//! [`Task`]), and the handles to a fiber ([`JoinHandle`], [`Fiber`],
+//! [`FiberId`], [`JoinError`]), which async code can await too.
 //!
 //! A fiber and an async task are the same thing to the scheduler: an entry in
 //! one ready queue, woken through one kind of [`Waker`](std::task::Waker), with

@@ -106,8 +106,6 @@ impl Core {
         }
     }
 
-    /// Schedules the task at `key` if it is still the one with `id` (a joiner
-    /// cancelled meanwhile may have left a stale key behind).
     /// Resumes the joiner at `key` next, ahead of older work, if it is still
     /// the task with `id` (a joiner cancelled meanwhile may have left a stale
     /// key behind).
