@@ -22,7 +22,7 @@
 //! end of a loop) resumes a suspended fiber with `Resume::Unwind`: the
 //! suspend point raises a private panic payload ([`ForcedUnwind`]) that
 //! unwinds the fiber's stack, running destructors, and is caught at the
-//! fiber's root. A fiber never suspends while it is unwinding
+//! fiber's root. A fiber is never left suspended while it is unwinding
 //! (`std::thread::panicking()` is per thread, and other fibers would see
 //! it): a blocking call in a destructor then returns a `Cancelled` error at
 //! once.
@@ -54,6 +54,9 @@ pub(crate) enum Resume {
     Unwind,
     /// (To an idle coroutine) return from the root, so the stack can be reused.
     Retire,
+    /// (To a fiber that tried to park while unwinding) you may not park: the
+    /// blocking call fails with `Cancelled` instead. See [`Coro::resume`].
+    Refused,
 }
 
 /// Why a fiber's coroutine gave control back.
@@ -72,6 +75,10 @@ pub(crate) enum Suspend {
 pub(crate) type Exit = std::thread::Result<Box<dyn Any>>;
 
 type Yielder = corosensei::Yielder<Resume, Suspend>;
+
+/// How many parks in a row an unwinding fiber is refused (see
+/// [`Coro::resume`]).
+const REFUSALS: usize = 64;
 
 /// The panic payload that unwinds a cancelled fiber. Raised with
 /// `resume_unwind`, so no panic message is printed.
@@ -131,7 +138,7 @@ impl Coro {
                 YIELDER.with(|y| y.set(yielder));
                 let job = match next {
                     Resume::Run => slots.start.take(),
-                    Resume::Unwind | Resume::Retire => None,
+                    Resume::Unwind | Resume::Retire | Resume::Refused => None,
                 };
                 let Some(f) = job else { return };
                 let exit = panic::catch_unwind(AssertUnwindSafe(f));
@@ -165,12 +172,36 @@ impl Coro {
     }
 
     /// Switches to the fiber until it suspends or its closure ends.
+    ///
+    /// A fiber that suspends while it is unwinding (a destructor that blocks,
+    /// during a panic or a cancellation) is resumed at once with
+    /// `Resume::Refused`, before anything else runs: `std::thread::panicking()`
+    /// is per thread, so every other fiber would see it true while this one
+    /// waits (and a std `Mutex` it unlocked would come out poisoned). The
+    /// check is made here, on the scheduler's side of the switch, where it
+    /// costs the switch path least. After `REFUSALS` refusals in a row (code
+    /// that retries a blocking call forever) the park is let through rather
+    /// than spinning.
     #[inline]
     pub(crate) fn resume(
         &mut self,
         fault: &FaultInfo,
         how: Resume,
     ) -> CoroutineResult<Suspend, ()> {
+        let mut result = self.switch(fault, how);
+        let mut refusals = 0;
+        while matches!(result, CoroutineResult::Yield(Suspend::Park | Suspend::Yield))
+            && std::thread::panicking()
+            && refusals < REFUSALS
+        {
+            refusals += 1;
+            result = self.switch(fault, Resume::Refused);
+        }
+        result
+    }
+
+    #[inline]
+    fn switch(&mut self, fault: &FaultInfo, how: Resume) -> CoroutineResult<Suspend, ()> {
         fault::set_running(fault);
         let result = self.0.coroutine.resume(how);
         fault::set_running(ptr::null());

@@ -66,17 +66,14 @@ impl From<WaitError> for io::Error {
 /// raises the private [`ForcedUnwind`] payload, which unwinds the fiber's
 /// stack (running its destructors) to its root.
 ///
-/// A fiber that is unwinding (a panic, or a cancellation) never suspends:
-/// `std::thread::panicking()` is per thread, so every other fiber run
-/// meanwhile would see it true (and a std `Mutex` it unlocked would come out
-/// poisoned). Its blocking calls return `Cancelled` at once instead.
+/// A fiber that is unwinding (a panic, or a cancellation) is not left
+/// suspended: the scheduler resumes it at once with `Resume::Refused` (see
+/// `Coro::resume`), and its blocking call returns `Cancelled`.
 #[inline]
 pub(crate) fn park(reason: Suspend) -> Result<(), WaitError> {
-    if thread::panicking() {
-        return Err(WaitError::Cancelled);
-    }
     match fiber::suspend(reason) {
         Resume::Run => Ok(()),
+        Resume::Refused => Err(WaitError::Cancelled),
         Resume::Unwind => panic::resume_unwind(Box::new(ForcedUnwind)),
         Resume::Retire => unreachable!("fiberloop: Retire goes only to idle coroutines"),
     }
@@ -86,16 +83,13 @@ pub(crate) fn park(reason: Suspend) -> Result<(), WaitError> {
 /// (see [`block_on_shielded`]): the loop resumes it as usual when it is
 /// cancelled, and only the end of the loop interrupts it, with `Cancelled`.
 fn park_shielded(core: &Core) -> Result<(), WaitError> {
-    if thread::panicking() {
-        return Err(WaitError::Cancelled);
-    }
     let shield = |on| core.with_current(|task| task.local(core).shielded.set(on));
     shield(true);
     let resumed = fiber::suspend(Suspend::Park);
     shield(false);
     match resumed {
         Resume::Run => Ok(()),
-        Resume::Unwind => Err(WaitError::Cancelled),
+        Resume::Unwind | Resume::Refused => Err(WaitError::Cancelled),
         Resume::Retire => unreachable!("fiberloop: Retire goes only to idle coroutines"),
     }
 }
