@@ -190,8 +190,10 @@ impl Coro {
     ) -> CoroutineResult<Suspend, ()> {
         let mut result = self.switch(fault, how);
         let mut refusals = 0;
-        while matches!(result, CoroutineResult::Yield(Suspend::Park | Suspend::Yield))
-            && std::thread::panicking()
+        while matches!(
+            result,
+            CoroutineResult::Yield(Suspend::Park | Suspend::Yield)
+        ) && std::thread::panicking()
             && refusals < REFUSALS
         {
             refusals += 1;

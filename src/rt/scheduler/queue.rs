@@ -140,3 +140,60 @@ impl Core {
         ready.pop_front()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::any::Any;
+    use std::cell::Cell;
+
+    fn spawn_idle_task(core: &Core) -> usize {
+        let future: BoxFuture = Box::pin(std::future::pending::<Box<dyn Any>>());
+        let task = core.spawn_future(future);
+        task.local(core).key.get()
+    }
+
+    /// Spawned work goes ahead of older work, in spawn order, but after
+    /// `BUDGET` such turns in a row the oldest ordinary item gets one.
+    #[test]
+    fn inherited_turns_are_bounded_by_the_budget() {
+        let core = Core::new().unwrap();
+        core.push_callback(Rc::new(CallbackCell { f: Cell::new(None) }));
+        let keys: Vec<usize> = (0..BUDGET + 9).map(|_| spawn_idle_task(&core)).collect();
+        let mut order = Vec::new();
+        while let Some(next) = core.next_ready() {
+            order.push(match next {
+                Runnable::Task(key) => Some(key),
+                Runnable::Call(_) => None,
+            });
+        }
+        let callback_at = order.iter().position(Option::is_none).unwrap();
+        assert_eq!(
+            callback_at, BUDGET,
+            "the callback runs after BUDGET spawned tasks"
+        );
+        let tasks: Vec<usize> = order.into_iter().flatten().collect();
+        assert_eq!(tasks, keys, "spawned tasks run in spawn order");
+        core.cancel_all();
+    }
+
+    /// A joiner resumed on completion runs next, ahead of older work.
+    #[test]
+    fn a_resumed_joiner_runs_next() {
+        let core = Core::new().unwrap();
+        let joiner = spawn_idle_task(&core);
+        let other = spawn_idle_task(&core);
+        // Take both off the queue, as if they had run and parked.
+        while core.next_ready().is_some() {}
+        for key in [other, joiner] {
+            let task = core.tasks.borrow()[key].clone();
+            task.local(&core).queued.set(false);
+        }
+        core.schedule_ref(&core.tasks.borrow()[other].clone());
+        let id = core.tasks.borrow()[joiner].id;
+        core.schedule_joiner(joiner, id);
+        let first = core.next_ready();
+        assert!(matches!(first, Some(Runnable::Task(key)) if key == joiner));
+        core.cancel_all();
+    }
+}
