@@ -46,6 +46,7 @@ pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
 }
 
 /// This thread's loop, if it has one.
+#[inline]
 pub(crate) fn core() -> Option<Rc<Core>> {
     CORE.try_with(|core| core.0.borrow().clone()).ok().flatten()
 }

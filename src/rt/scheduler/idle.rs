@@ -10,6 +10,7 @@ use crate::rt::coro::Coro;
 use crate::rt::stacks as stack;
 
 impl Core {
+    #[inline]
     pub(super) fn has_idle(&self, size: usize) -> bool {
         self.idle.borrow().iter().rev().any(|c| c.size() == size)
     }
@@ -46,6 +47,7 @@ impl Core {
     }
 
     /// Ends a finished (or never started) fiber's stack reservation.
+    #[inline]
     pub(super) fn unreserve(&self, local: &crate::rt::task::Local) {
         if local.reserved.replace(false) {
             self.reservations.unreserve();
@@ -75,6 +77,7 @@ impl Core {
     /// Keeps a coroutine whose fiber ended for the next fiber, or retires it
     /// (its stack unmapped) when the thread's idle budget is spent: the pool
     /// and the idle coroutines share one budget.
+    #[inline]
     pub(super) fn park_idle(&self, coro: Coro) {
         if !stack::hold_idle(coro.size()) {
             drop(coro.retire());

@@ -20,6 +20,7 @@ impl Core {
     /// idle coroutine of that size is at hand, one is made now, so that a
     /// size that cannot be mapped (address space, memory) is reported here
     /// too.
+    #[inline]
     pub(crate) fn spawn(
         &self,
         closure: Closure,
@@ -53,12 +54,14 @@ impl Core {
     }
 
     /// Creates an async task polling `future` and queues it ahead of older work.
+    #[inline]
     pub(crate) fn spawn_future(&self, future: BoxFuture) -> Arc<TaskCell> {
         self.insert(Body::Future(future), None, 0)
     }
 
     /// Adds a task to the live-task table and queues it ahead of older work
     /// (after the tasks the running item spawned before it).
+    #[inline]
     pub(super) fn insert(
         &self,
         body: Body,
@@ -109,6 +112,7 @@ impl Core {
     /// Resumes the joiner at `key` next, ahead of older work, if it is still
     /// the task with `id` (a joiner cancelled meanwhile may have left a stale
     /// key behind).
+    #[inline]
     pub(super) fn schedule_joiner(&self, key: usize, id: u64) {
         let tasks = self.tasks.borrow();
         let Some(task) = tasks.get(key).filter(|t| t.id == id) else {

@@ -140,6 +140,7 @@ impl Core {
     /// Publishes a task's output and forgets the task. Returns the table's
     /// reference, for the caller to drop once it no longer uses `task`.
     #[must_use]
+    #[inline]
     pub(super) fn finish(&self, task: &TaskCell, output: Output) -> Option<Arc<TaskCell>> {
         let local = task.local(self);
         self.unreserve(local);

@@ -124,6 +124,7 @@ unsafe impl Send for TaskCell {}
 impl TaskCell {
     /// A new task, in the `Arc` every `TaskCell` lives in (its wakers rely
     /// on that: see [`waker_ref`]).
+    #[inline]
     pub(crate) fn new(
         id: u64,
         name: Option<Arc<str>>,
