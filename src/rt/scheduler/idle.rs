@@ -37,11 +37,7 @@ impl Core {
     #[cold]
     #[inline(never)]
     pub(super) fn take_idle_after_trim(&self, size: usize) -> io::Result<Coro> {
-        let idle = mem::take(&mut *self.idle.borrow_mut());
-        for coro in idle {
-            stack::release_idle(coro.size());
-            drop(coro.retire());
-        }
+        self.retire_idle(drop);
         stack::trim();
         self.take_idle(size)
     }
@@ -84,6 +80,16 @@ impl Core {
             return;
         }
         self.idle.borrow_mut().push(coro);
+    }
+
+    /// Ends every idle coroutine (it returns from its root) and hands its
+    /// stack, no longer counted as idle, to `each`.
+    pub(super) fn retire_idle(&self, mut each: impl FnMut(stack::Stack)) {
+        let idle = mem::take(&mut *self.idle.borrow_mut());
+        for coro in idle {
+            stack::release_idle(coro.size());
+            each(coro.retire());
+        }
     }
 
     /// Number of idle coroutines (for diagnostics and leak checks).

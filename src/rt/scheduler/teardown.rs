@@ -55,11 +55,7 @@ impl Core {
         timers.clear();
         // Idle coroutines return from their root; their stacks go to the
         // thread's pool for the next loop (or generators).
-        let idle = mem::take(&mut *self.idle.borrow_mut());
-        for coro in idle {
-            stack::release_idle(coro.size());
-            stack::give_back(coro.retire());
-        }
+        self.retire_idle(stack::give_back);
     }
 
     pub(super) fn cancel(&self, task: &Arc<TaskCell>) {
