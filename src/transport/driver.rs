@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-use super::*;
+use super::{Protocol, Transport, READ_BUDGET, READ_BUF, READ_CHUNK};
 
 /// The task that runs one connection: reads into the protocol, flushes the
 /// write buffer, and delivers `connection_lost` at the end.
@@ -32,7 +32,7 @@ pub(super) enum Step {
 impl<P: Protocol> Driver<P> {
     /// Sends buffered bytes and applies `write_eof`/`close`; tells the
     /// protocol about crossed marks.
-    pub(super) fn flush(&mut self, cx: &mut Context<'_>) -> Step {
+    fn flush(&mut self, cx: &mut Context<'_>) -> Step {
         let shared = &self.transport.shared;
         let mut state = shared.state.borrow_mut();
         if let Some(error) = state.abort.take() {
@@ -84,7 +84,7 @@ impl<P: Protocol> Driver<P> {
     }
 
     /// One read into the protocol, if reading is on.
-    pub(super) fn read(&mut self, cx: &mut Context<'_>) -> Step {
+    fn read(&mut self, cx: &mut Context<'_>) -> Step {
         let shared = &self.transport.shared;
         {
             let state = shared.state.borrow();
@@ -122,7 +122,7 @@ impl<P: Protocol> Driver<P> {
         step
     }
 
-    pub(super) fn step(&mut self, cx: &mut Context<'_>) -> Option<Option<io::Error>> {
+    fn step(&mut self, cx: &mut Context<'_>) -> Option<Option<io::Error>> {
         for _ in 0..READ_BUDGET {
             if let Step::End(error) = self.flush(cx) {
                 return Some(error);

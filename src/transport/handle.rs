@@ -7,7 +7,7 @@ use std::io;
 use std::rc::Rc;
 use std::task::Waker;
 
-use super::*;
+use super::{Endpoint, Peer, Stream, DEFAULT_HIGH_WATER};
 
 /// The loop's handle on one connection, given to the protocol in
 /// [`Protocol::connection_made`]. Clones share the connection.
@@ -20,7 +20,7 @@ pub(super) struct Shared {
     /// The socket; taken (and so closed) when the connection ends.
     pub(super) endpoint: RefCell<Option<Box<dyn Endpoint>>>,
     pub(super) state: RefCell<State>,
-    pub(super) peer: Peer,
+    peer: Peer,
     /// Set while the driver runs: wakes from inside it are not needed.
     pub(super) driving: Cell<bool>,
 }
@@ -91,7 +91,7 @@ impl Transport {
     }
 
     /// Wakes the driver, unless it is the caller.
-    pub(super) fn kick(&self, state: &State) {
+    fn kick(&self, state: &State) {
         if !self.shared.driving.get() {
             if let Some(waker) = &state.waker {
                 waker.wake_by_ref();

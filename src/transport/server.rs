@@ -7,7 +7,7 @@ use crate::async_net;
 use crate::net;
 use crate::task::Task;
 
-use super::*;
+use super::{attach, no_loop_check, Protocol, Stream};
 
 /// A listening socket to [`serve`]: TCP or Unix, from either face.
 #[derive(Debug)]

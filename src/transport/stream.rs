@@ -23,7 +23,7 @@ pub(super) trait Endpoint {
 }
 
 /// The connected stream types a transport can run over.
-pub(super) trait Socket: AsRawFd + 'static
+trait Socket: AsRawFd + 'static
 where
     for<'a> &'a Self: Read + Write,
 {

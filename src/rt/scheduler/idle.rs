@@ -36,7 +36,7 @@ impl Core {
     /// the way of the common one.
     #[cold]
     #[inline(never)]
-    pub(super) fn take_idle_after_trim(&self, size: usize) -> io::Result<Coro> {
+    fn take_idle_after_trim(&self, size: usize) -> io::Result<Coro> {
         self.retire_idle(drop);
         stack::trim();
         self.take_idle(size)
@@ -52,7 +52,7 @@ impl Core {
 
     /// An idle coroutine of `size`, or a new one.
     #[inline]
-    pub(super) fn take_idle(&self, size: usize) -> io::Result<Coro> {
+    fn take_idle(&self, size: usize) -> io::Result<Coro> {
         let mut idle = self.idle.borrow_mut();
         let found = match idle.last() {
             Some(last) if last.size() == size => Some(idle.len() - 1),

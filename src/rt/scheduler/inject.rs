@@ -69,7 +69,7 @@ impl Shared {
         self.drain_closed();
     }
 
-    pub(super) fn drain_closed(&self) {
+    fn drain_closed(&self) {
         while let Some(task) = self.remote.pop() {
             drop(task);
         }
@@ -93,7 +93,7 @@ impl Shared {
     /// Wakes the loop if it sleeps in `poll`. Pairs with the fence in
     /// `Core::turn`: either the loop sees our work before it sleeps, or we see
     /// it sleeping and wake it.
-    pub(super) fn notify(&self) {
+    fn notify(&self) {
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::Relaxed) {
             let _ = self.poller.wake();

@@ -62,12 +62,7 @@ impl Core {
     /// Adds a task to the live-task table and queues it ahead of older work
     /// (after the tasks the running item spawned before it).
     #[inline]
-    pub(super) fn insert(
-        &self,
-        body: Body,
-        name: Option<Arc<str>>,
-        stack_size: usize,
-    ) -> Arc<TaskCell> {
+    fn insert(&self, body: Body, name: Option<Arc<str>>, stack_size: usize) -> Arc<TaskCell> {
         let task = TaskCell::new(next_id(), name, stack_size, self.shared.clone(), body);
         let local = task.local(self);
         local.key.set(self.tasks.borrow_mut().insert(task.clone()));

@@ -129,7 +129,7 @@ impl Core {
     /// How to resume a started fiber: unwind it if it was cancelled, unless
     /// it waits in a shielded wait.
     #[inline]
-    pub(super) fn resume_how(&self, task: &TaskCell, local: &crate::rt::task::Local) -> Resume {
+    fn resume_how(&self, task: &TaskCell, local: &crate::rt::task::Local) -> Resume {
         if task.cancel_requested() && !local.shielded.get() {
             Resume::Unwind
         } else {
@@ -155,7 +155,7 @@ impl Core {
 
 /// Polls an async task's future once, with a waker that borrows the table's
 /// reference to the task. Returns its output once it is ready (or panicked).
-pub(super) fn poll_future(core: &Core, task: &TaskCell, future: &mut BoxFuture) -> Option<Output> {
+fn poll_future(core: &Core, task: &TaskCell, future: &mut BoxFuture) -> Option<Output> {
     let key = task.local(core).key.get();
     let tasks = core.tasks.borrow();
     let table_ref: &Arc<TaskCell> = tasks.get(key).expect("a running task is in the table");

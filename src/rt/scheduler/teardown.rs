@@ -58,7 +58,7 @@ impl Core {
         self.retire_idle(stack::give_back);
     }
 
-    pub(super) fn cancel(&self, task: &Arc<TaskCell>) {
+    fn cancel(&self, task: &Arc<TaskCell>) {
         let local = task.local(self);
         let body = mem::replace(&mut *local.body.borrow_mut(), Body::Done);
         match body {
