@@ -10,7 +10,7 @@ use std::task::Waker;
 use super::{Endpoint, Peer, Stream, DEFAULT_HIGH_WATER};
 
 /// The loop's handle on one connection, given to the protocol in
-/// [`Protocol::connection_made`]. Clones share the connection.
+/// [`Protocol::connection_made`](super::Protocol::connection_made). Clones share the connection.
 #[derive(Clone)]
 pub struct Transport {
     pub(super) shared: Rc<Shared>,
