@@ -48,9 +48,7 @@ fn another_fibers_unwinding_never_poisons_a_std_mutex() {
 #[test]
 fn a_panic_message_names_the_fiber() {
     if !util::in_child() {
-        let out = util::run_in_child("a_panic_message_names_the_fiber");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
+        let (_, stderr) = util::run_in_child_ok("a_panic_message_names_the_fiber");
         assert!(
             stderr.contains("fiber #")
                 && stderr.contains(" 'conn' panicked at tests/fiber_panics.rs"),
@@ -73,9 +71,7 @@ fn a_panic_message_names_the_fiber() {
 #[test]
 fn teardown_after_a_panicking_main_fiber_is_quiet() {
     if !util::in_child() {
-        let out = util::run_in_child("teardown_after_a_panicking_main_fiber_is_quiet");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
+        let (_, stderr) = util::run_in_child_ok("teardown_after_a_panicking_main_fiber_is_quiet");
         assert_eq!(stderr.matches("panicked at").count(), 1, "{stderr}");
         assert!(stderr.contains("main gives up"), "{stderr}");
         return;

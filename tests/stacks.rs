@@ -108,13 +108,7 @@ fn running_out_of_address_space_is_reported_by_spawn() {
         });
         return;
     }
-    let out = util::run_in_child("running_out_of_address_space_is_reported_by_spawn");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, _) = util::run_in_child_ok("running_out_of_address_space_is_reported_by_spawn");
     assert!(stdout.contains("SPAWN-ERROR: cannot map a"), "{stdout}");
     assert!(stdout.contains("out of memory"), "{stdout}");
 }
@@ -173,13 +167,7 @@ fn hitting_vm_max_map_count_names_the_limit() {
     if !default_map_count() {
         return;
     }
-    let out = util::run_in_child("hitting_vm_max_map_count_names_the_limit");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, _) = util::run_in_child_ok("hitting_vm_max_map_count_names_the_limit");
     assert!(stdout.contains("vm.max_map_count"), "{stdout}");
     assert!(stdout.contains("fiber stacks are in use"), "{stdout}");
     assert!(stdout.contains("sysctl -w vm.max_map_count="), "{stdout}");
@@ -207,13 +195,7 @@ fn spawn_panics_at_the_limit_and_the_loop_still_closes() {
     if !default_map_count() {
         return;
     }
-    let out = util::run_in_child("spawn_panics_at_the_limit_and_the_loop_still_closes");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, _) = util::run_in_child_ok("spawn_panics_at_the_limit_and_the_loop_still_closes");
     assert!(
         stdout.contains("PANIC: fiberloop::spawn: cannot map"),
         "{stdout}"

@@ -41,6 +41,20 @@ pub fn run_in_child(test_name: &str) -> Output {
     child.wait_with_output().expect("child output")
 }
 
+/// [`run_in_child`], asserting that the child succeeded (its status and both
+/// outputs in the message if not); returns its stdout and stderr.
+pub fn run_in_child_ok(test_name: &str) -> (String, String) {
+    let out = run_in_child(test_name);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed ({:?}): {stdout}\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
+
 /// Counts drops, to prove destructors ran.
 #[derive(Clone, Default)]
 pub struct DropCounter(pub Arc<AtomicUsize>);
