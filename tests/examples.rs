@@ -560,6 +560,27 @@ fn chat_joins_broadcasts_and_leaves() {
     assert_eq!(alice.line(), "* carol left");
 }
 
+/// Sends up to `lines` 1 KB chat lines from `stream` on a thread, until
+/// `stop` is set or a write fails; the thread returns the stream.
+fn chat_talker(
+    mut stream: std::net::TcpStream,
+    lines: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<std::net::TcpStream> {
+    use std::io::Write;
+    std::thread::spawn(move || {
+        let line = format!("{}\n", "y".repeat(999));
+        for _ in 0..lines {
+            if stop.load(std::sync::atomic::Ordering::Relaxed)
+                || stream.write_all(line.as_bytes()).is_err()
+            {
+                break;
+            }
+        }
+        stream
+    })
+}
+
 /// Connects to the chat server and joins as `name`, reading the greeting.
 fn chat_join(
     server: &Running,
@@ -583,23 +604,10 @@ fn chat_drops_a_client_that_stops_reading_and_serves_on() {
     let server = Running::start("chat", &["127.0.0.1:0"]);
     let join = |name: &str| chat_join(&server, name);
     let (_dave, _dave_reader) = join("dave"); // never reads again
-    let (mut alice, mut alice_reader) = join("alice");
+    let (alice, mut alice_reader) = join("alice");
     // Alice talks until the server gives up on dave; bounded at 100 MB.
     let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let talker = std::thread::spawn({
-        let dropped = dropped.clone();
-        move || {
-            let line = format!("{}\n", "y".repeat(999));
-            for _ in 0..100_000 {
-                if dropped.load(std::sync::atomic::Ordering::Relaxed)
-                    || alice.write_all(line.as_bytes()).is_err()
-                {
-                    break;
-                }
-            }
-            alice
-        }
-    });
+    let talker = chat_talker(alice, 100_000, dropped.clone());
     let mut line = String::new();
     alice_reader.read_line(&mut line).unwrap();
     dropped.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -639,22 +647,9 @@ fn chat_drops_a_thousand_silent_members_at_once() {
             stream
         })
         .collect();
-    let (mut alice, mut alice_reader) = join("alice");
+    let (alice, mut alice_reader) = join("alice");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let talker = std::thread::spawn({
-        let done = done.clone();
-        move || {
-            let line = format!("{}\n", "y".repeat(999));
-            for _ in 0..20_000 {
-                if done.load(std::sync::atomic::Ordering::Relaxed)
-                    || alice.write_all(line.as_bytes()).is_err()
-                {
-                    break;
-                }
-            }
-            alice
-        }
-    });
+    let talker = chat_talker(alice, 20_000, done.clone());
     let mut dropped = 0;
     let mut line = String::new();
     while dropped < SILENT {
