@@ -181,7 +181,8 @@ pub fn yield_now() {
 /// whose deadline comes first, or when called while the fiber is unwinding
 /// (in a destructor; an unwinding fiber never parks). A cancelled fiber
 /// does not return from `sleep`: it unwinds. `sleep(Duration::ZERO)` yields,
-/// like asyncio's `sleep(0)`.
+/// like asyncio's `sleep(0)`, and every other sleep lets the ready fibers run
+/// at least once too (see [`sleep_until`]).
 #[inline] // so that `sleep(Duration::ZERO)` is as cheap as `yield_now`
 pub fn sleep(duration: Duration) {
     if duration.is_zero() {
@@ -196,8 +197,21 @@ fn sleep_for(duration: Duration) {
 }
 
 /// Blocks the calling fiber until `deadline` (the thread, outside a fiber).
+///
+/// Like every sleep, it gives the other ready fibers a turn even when
+/// `deadline` has already passed (it was in the past, or the thread was
+/// preempted between computing it and parking), as Go's `time.Sleep` and
+/// gevent's `sleep` do: code that sleeps to let others run can count on it.
 pub fn sleep_until(deadline: Instant) {
-    let _ = wait::block_on(Some(deadline), |_| std::task::Poll::<()>::Pending);
+    let mut looks = 0u32;
+    let _ = wait::block_on(Some(deadline), |_| {
+        looks += 1;
+        std::task::Poll::<()>::Pending
+    });
+    // One look means the wait ended before it ever parked.
+    if looks == 1 {
+        yield_now();
+    }
 }
 
 /// The fiber that is running.

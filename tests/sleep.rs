@@ -103,3 +103,16 @@ fn outside_a_loop_sleep_and_yield_use_the_thread() {
     fiberloop::yield_now();
     assert!(start.elapsed() >= Duration::from_millis(5));
 }
+
+#[test]
+fn a_sleep_whose_deadline_has_passed_still_lets_the_others_run() {
+    fiberloop::run(|| {
+        let ran = Rc::new(std::cell::Cell::new(false));
+        let r = ran.clone();
+        let other = fiberloop::spawn(move || r.set(true));
+        // As when the thread is preempted for longer than the sleep.
+        fiberloop::sleep_until(Instant::now() - Duration::from_millis(1));
+        assert!(ran.get(), "the ready fiber ran during the sleep");
+        other.join().unwrap();
+    });
+}
