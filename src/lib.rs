@@ -113,7 +113,9 @@ pub use blocking::{unblock, unblock_async, Unblock};
 pub use fiber::{current, sleep, sleep_until, spawn, try_current, yield_now, Builder};
 pub use remote::RemoteHandle;
 pub use rt::wait::{wait, WaitError};
-pub use runtime::{block_on, handle, run, try_handle, CallbackHandle, EventLoop, Handle};
+pub use runtime::{
+    block_on, handle, run, try_handle, CallbackHandle, EventLoop, Handle, Runtime, RuntimeHandle,
+};
 pub use scope::{scope, timeout, Scope, ScopedJoinHandle};
 pub use stack::DEFAULT_STACK_SIZE;
 pub use task::{Fiber, FiberId, JoinError, JoinHandle};

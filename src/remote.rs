@@ -63,7 +63,8 @@ impl RemoteHandle {
         T: Send + 'static,
     {
         let closure: Closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
-        self.adopt(Body::NotStarted(closure)).map(JoinHandle::new)
+        self.adopt(Body::NotStarted(closure), crate::stack::DEFAULT_STACK_SIZE)
+            .map(JoinHandle::new)
     }
 
     /// Spawns a `Send` future as an async task on the loop. Dropping the
@@ -77,12 +78,18 @@ impl RemoteHandle {
         F::Output: Send + 'static,
     {
         let future: BoxFuture = Box::pin(async move { Box::new(future.await) as Box<dyn Any> });
-        let cell = self.adopt(Body::Future(future))?;
+        let cell = self.adopt(Body::Future(future), 0)?;
         Ok(Task::new(JoinHandle::new(cell)))
     }
 
-    fn adopt(&self, body: Body) -> io::Result<Arc<crate::task::TaskCell>> {
-        let cell = Core::remote_task(&self.shared, body);
+    /// Hands a task to the loop, to be adopted there (fibers get a stack of
+    /// `stack_size` bytes).
+    pub(crate) fn adopt(
+        &self,
+        body: Body,
+        stack_size: usize,
+    ) -> io::Result<Arc<crate::task::TaskCell>> {
+        let cell = Core::remote_task(Some(&self.shared), body, stack_size);
         match self.shared.send(RemoteJob::Adopt(cell.clone())) {
             Ok(()) => Ok(cell),
             Err(_) => {
@@ -94,7 +101,8 @@ impl RemoteHandle {
     }
 }
 
-fn closed() -> io::Error {
+/// The error of a call on a loop (or runtime) that has closed.
+pub(crate) fn closed() -> io::Error {
     io::Error::new(
         io::ErrorKind::NotConnected,
         "the fiberloop event loop has closed",

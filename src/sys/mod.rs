@@ -183,3 +183,52 @@ pub(crate) fn write_pipe(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
     Ok(written? as usize)
 }
+
+/// The CPUs the calling thread may run on (its affinity mask), in order.
+#[cfg(target_os = "linux")]
+pub(crate) fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: `cpu_set_t` is plain bits, valid when zeroed.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live `cpu_set_t` and we pass its exact size; pid 0
+    // is the calling thread.
+    unsafe { syscall!(sched_getaffinity(0, std::mem::size_of_val(&set), &mut set)) }?;
+    let max = 8 * std::mem::size_of_val(&set);
+    // SAFETY: `CPU_ISSET` reads bit `cpu` of `set`, in range below `max`.
+    Ok((0..max)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Pins the calling thread to `cpu`.
+#[cfg(target_os = "linux")]
+pub(crate) fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: as in `allowed_cpus`.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpu >= 8 * std::mem::size_of_val(&set) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("CPU {cpu} is beyond what a cpu_set_t holds"),
+        ));
+    }
+    // SAFETY: `cpu` is in range (checked above) and `set` is live.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a live `cpu_set_t` of the size we pass; pid 0 is the
+    // calling thread.
+    unsafe { syscall!(sched_setaffinity(0, std::mem::size_of_val(&set), &set)) }?;
+    Ok(())
+}
+
+/// Pinning is supported on Linux only.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn allowed_cpus() -> io::Result<Vec<usize>> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "pinning loop threads to CPUs is supported on Linux only",
+    ))
+}
+
+/// Pinning is supported on Linux only.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn pin_to_cpu(_cpu: usize) -> io::Result<()> {
+    allowed_cpus().map(drop)
+}

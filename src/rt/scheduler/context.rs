@@ -82,25 +82,24 @@ pub(crate) fn uninstall() -> Option<Rc<Core>> {
 pub(crate) fn wake_task(task: Arc<TaskCell>) {
     let mut task = Some(task);
     with_core(|core| {
-        if task
-            .as_ref()
-            .is_some_and(|t| Arc::ptr_eq(&core.shared, &t.shared))
-        {
+        if task.as_ref().is_some_and(|t| t.is_owned_by(&core.shared)) {
             let task = task.take().expect("checked");
             core.schedule_ref(&task);
             TaskCell::release_on_owner(task, core);
         }
     });
     if let Some(task) = task {
-        let shared = task.shared.clone();
-        shared.push_remote(task);
+        // A task not adopted yet needs no wake: adoption queues it.
+        if let Some(shared) = task.owner().cloned() {
+            shared.push_remote(task);
+        }
     }
 }
 
 /// Queues `task` if the caller is on its loop's thread; false otherwise.
 pub(crate) fn wake_local(task: &TaskCell) -> bool {
     with_core(|core| {
-        let local = Arc::ptr_eq(&core.shared, &task.shared);
+        let local = task.is_owned_by(&core.shared);
         if local {
             core.schedule_ref(task);
         }
@@ -122,7 +121,7 @@ pub(crate) fn join_on_same_loop(
         return None;
     }
     let core = core()?;
-    if !Arc::ptr_eq(core.shared(), &task.shared) {
+    if !task.is_owned_by(core.shared()) {
         return None;
     }
     // Inside a timeout scope, the generic path (which sets a timer) applies.

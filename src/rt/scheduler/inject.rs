@@ -4,7 +4,7 @@
 //! only part of a loop other threads touch.
 
 use std::mem;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_queue::SegQueue;
@@ -31,6 +31,13 @@ pub(crate) struct Shared {
     /// once, since no loop will drain the queue (and a task left in it would
     /// keep itself and this struct alive: a reference cycle).
     pub(crate) closed: AtomicBool,
+    /// Unadopted tasks of a multi-loop runtime placed on this loop; any loop
+    /// of the runtime may take them (see `group`).
+    pub(super) queue: SegQueue<Arc<TaskCell>>,
+    /// This loop's live tasks, as it last published them (for placing).
+    pub(super) load: AtomicUsize,
+    /// Tasks this loop has stolen from others, as last published.
+    pub(crate) stolen: AtomicU64,
 }
 
 /// Work from other threads, until the loop closes.
@@ -67,6 +74,7 @@ impl Shared {
     pub(crate) fn close_remote(&self) {
         self.closed.store(true, Ordering::SeqCst);
         self.drain_closed();
+        self.abandon_queued();
     }
 
     fn drain_closed(&self) {
@@ -93,7 +101,7 @@ impl Shared {
     /// Wakes the loop if it sleeps in `poll`. Pairs with the fence in
     /// `Core::turn`: either the loop sees our work before it sleeps, or we see
     /// it sleeping and wake it.
-    fn notify(&self) {
+    pub(super) fn notify(&self) {
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::Relaxed) {
             let _ = self.poller.wake();
@@ -110,6 +118,8 @@ impl Shared {
     }
 
     pub(super) fn has_remote_work(&self) -> bool {
-        !self.remote.is_empty() || self.inbox_ready.load(Ordering::Acquire)
+        !self.remote.is_empty()
+            || self.inbox_ready.load(Ordering::Acquire)
+            || !self.queue.is_empty()
     }
 }

@@ -36,6 +36,7 @@
 //! the idle coroutines and stack reservations; `teardown` closing the loop.
 
 mod context;
+mod group;
 mod idle;
 mod inject;
 mod queue;
@@ -45,16 +46,17 @@ mod teardown;
 pub(crate) use context::{
     core, install, join_on_same_loop, uninstall, wake_local, wake_task, with_core,
 };
+pub(crate) use group::Group;
 use inject::Inbox;
 pub(crate) use inject::{RemoteJob, Shared};
 use run_task::run_callback;
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::ptr::NonNull;
 use std::rc::Rc;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -122,6 +124,10 @@ pub(crate) struct Core {
     stopping: Cell<bool>,
     /// The loop is being driven (guards against nested runs).
     running: Cell<bool>,
+    /// The multi-loop runtime this loop belongs to, and its index there.
+    group: OnceCell<(Arc<Group>, usize)>,
+    /// Tasks this loop has stolen from the other loops of its runtime.
+    stolen: Cell<u64>,
 }
 
 /// Process-unique fiber ids, handed to each thread in blocks to avoid
@@ -160,6 +166,9 @@ impl Core {
             }),
             inbox_ready: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            queue: SegQueue::new(),
+            load: AtomicUsize::new(0),
+            stolen: AtomicU64::new(0),
         });
         static NEXT_LOOP: AtomicU64 = AtomicU64::new(1);
         Ok(Core {
@@ -178,6 +187,8 @@ impl Core {
             reservations: stack::Reservations::default(),
             stopping: Cell::new(false),
             running: Cell::new(false),
+            group: OnceCell::new(),
+            stolen: Cell::new(0),
         })
     }
 
@@ -283,6 +294,7 @@ impl Core {
     /// One look at the outside world: remote wakes, I/O, timers.
     fn turn(&self, honour_stop: bool) {
         self.drain_remote();
+        self.take_runtime_work();
         reactor::drain_released(self);
         let mut timeout = if !self.ready.borrow().is_empty() || (honour_stop && self.stopping.get())
         {
@@ -326,14 +338,7 @@ impl Core {
             RemoteJob::Call(f) => self.push_callback(Rc::new(CallbackCell {
                 f: Cell::new(Some(f)),
             })),
-            RemoteJob::Adopt(task) => {
-                let local = task.local(self);
-                local.key.set(self.tasks.borrow_mut().insert(task.clone()));
-                local.queued.set(true);
-                self.ready
-                    .borrow_mut()
-                    .push_back(Runnable::Task(local.key.get()));
-            }
+            RemoteJob::Adopt(task) => self.adopt(task),
         }
     }
 
@@ -346,6 +351,10 @@ impl Core {
             if let RemoteJob::Adopt(_) = job {
                 self.take_job(job);
             }
+        }
+        // Runtime tasks queued here and not stolen: cancelled with the rest.
+        while let Some(task) = self.shared.queue.pop() {
+            self.adopt(task);
         }
     }
 

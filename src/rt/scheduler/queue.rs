@@ -43,14 +43,19 @@ impl Core {
         Ok(task)
     }
 
-    /// Builds a task for a loop from any thread; the loop adopts it later.
-    pub(crate) fn remote_task(shared: &Arc<Shared>, body: Body) -> Arc<TaskCell> {
+    /// Builds a task on any thread for a loop that adopts it later: `owner`'s
+    /// loop, or (`None`) whichever loop of a runtime takes it first.
+    pub(crate) fn remote_task(
+        owner: Option<&Arc<Shared>>,
+        body: Body,
+        stack_size: usize,
+    ) -> Arc<TaskCell> {
         let size = if let Body::NotStarted(_) = body {
-            stack::DEFAULT_STACK_SIZE
+            stack_size
         } else {
             0
         };
-        TaskCell::new(next_id(), None, size, shared.clone(), body)
+        TaskCell::new(next_id(), None, size, owner.cloned(), body)
     }
 
     /// Creates an async task polling `future` and queues it ahead of older work.
@@ -63,7 +68,7 @@ impl Core {
     /// (after the tasks the running item spawned before it).
     #[inline]
     fn insert(&self, body: Body, name: Option<Arc<str>>, stack_size: usize) -> Arc<TaskCell> {
-        let task = TaskCell::new(next_id(), name, stack_size, self.shared.clone(), body);
+        let task = TaskCell::new(next_id(), name, stack_size, Some(self.shared.clone()), body);
         let local = task.local(self);
         local.key.set(self.tasks.borrow_mut().insert(task.clone()));
         local.queued.set(true);

@@ -29,7 +29,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
@@ -58,7 +58,11 @@ pub(crate) struct TaskCell {
     pub(crate) id: u64,
     pub(crate) name: Option<Arc<str>>,
     /// The owning loop's thread-safe half: remote queue and poller waker.
-    pub(crate) shared: Arc<Shared>,
+    /// Set when the task is made, or, for a task spawned on a multi-loop
+    /// runtime, by the loop that adopts it (it may move until then: it is
+    /// only a `Send` closure or an unpolled `Send` future). Set once, never
+    /// changed: a task that has an owner stays there.
+    owner: OnceLock<Arc<Shared>>,
     /// The bits other threads read and set (see `state.rs`).
     state: State,
     /// True while the task sits in `shared.remote` (deduplicates remote wakes).
@@ -129,13 +133,17 @@ impl TaskCell {
         id: u64,
         name: Option<Arc<str>>,
         stack_size: usize,
-        shared: Arc<Shared>,
+        owner: Option<Arc<Shared>>,
         body: Body,
     ) -> Arc<TaskCell> {
+        let cell = OnceLock::new();
+        if let Some(owner) = owner {
+            let _ = cell.set(owner);
+        }
         Arc::new(TaskCell {
             id,
             name: name.clone(),
-            shared,
+            owner: cell,
             state: State::new(),
             remote_queued: AtomicBool::new(false),
             join: AtomicWaker::new(),
@@ -165,7 +173,7 @@ impl TaskCell {
     #[inline]
     pub(crate) fn local(&self, core: &Core) -> &Local {
         assert!(
-            Arc::ptr_eq(&self.shared, core.shared()),
+            self.is_owned_by(core.shared()),
             "fiberloop: a task was touched from a loop that does not own it"
         );
         &self.local
@@ -174,7 +182,27 @@ impl TaskCell {
     /// The owner-thread fields if `core` is this task's loop.
     #[inline]
     pub(super) fn local_if_owner(&self, core: &Core) -> Option<&Local> {
-        Arc::ptr_eq(&self.shared, core.shared()).then_some(&self.local)
+        self.is_owned_by(core.shared()).then_some(&self.local)
+    }
+
+    /// The loop that owns the task; `None` while a runtime task waits to be
+    /// adopted.
+    #[inline]
+    pub(crate) fn owner(&self) -> Option<&Arc<Shared>> {
+        self.owner.get()
+    }
+
+    /// True if `shared` is the owning loop's.
+    #[inline]
+    pub(crate) fn is_owned_by(&self, shared: &Arc<Shared>) -> bool {
+        self.owner().is_some_and(|owner| Arc::ptr_eq(owner, shared))
+    }
+
+    /// Makes `shared`'s loop the owner of a task that had none; called by
+    /// that loop, on its thread, before it touches the task's `Local`.
+    pub(crate) fn set_owner(&self, shared: &Arc<Shared>) {
+        let set = self.owner.set(shared.clone());
+        assert!(set.is_ok(), "fiberloop: a task was adopted twice");
     }
 
     pub(crate) fn is_complete(&self) -> bool {
@@ -190,8 +218,8 @@ impl TaskCell {
     }
 
     /// Ends a task that no loop ever adopted (its loop closed first): drops
-    /// the body here, on the thread that built it, and completes the task as
-    /// cancelled.
+    /// the body here, on the thread that built it or found it unadopted (its
+    /// body is `Send`), and completes the task as cancelled.
     pub(crate) fn abandon(&self) {
         *self.local.body.borrow_mut() = Body::Done;
         self.complete(&self.local, Err(JoinError::cancelled()));

@@ -14,6 +14,9 @@
 //! assert_send::<fiberloop::Handle>();
 //! ```
 
+mod multi;
+pub use multi::{Builder, LoopStats, Runtime, RuntimeHandle};
+
 use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
