@@ -10,8 +10,12 @@
 //!
 //! # Thread rules
 //!
-//! A task belongs to the loop (OS thread) that spawned it and never runs
-//! anywhere else. Its fields fall in two groups:
+//! A task belongs to the loop (OS thread) that owns it and never runs
+//! anywhere else. The owner is the spawning loop, or, for a task spawned on
+//! a multi-loop runtime, the loop that adopts it from a runtime queue; until
+//! then the task is an unstarted `Send` body that nothing but the thread
+//! holding it (the spawner, then whoever popped it) touches. Its fields fall
+//! in two groups:
 //!
 //! - *shared*: `state`, `join`, `remote_queued` are atomics, touched from any
 //!   thread (a waker may be woken elsewhere, a join handle may be sent away);
@@ -114,7 +118,10 @@ pub(crate) enum Body {
 // SAFETY: the non-Sync parts of `TaskCell` are `local` (Cells/RefCells, the body
 // with a `!Send` coroutine and closure) and `output`. `local` is reached only
 // through `TaskCell::local`, which checks that the caller is on the owning loop's
-// thread. `output` is written by the owner before `COMPLETE` is published with
+// thread. A task without an owner yet (a runtime task in a loop's queue) has a
+// `Send` body and is touched only by the one thread that holds it: the
+// spawner, then the thread that popped it from the queue (the queue's
+// push/pop orders the two) to adopt or abandon it. `output` is written by the owner before `COMPLETE` is published with
 // release ordering and read by one party after it observes `COMPLETE` with
 // acquire ordering (see `complete`, `take_output`, `detach`); a `!Send` output
 // is only ever held by a `JoinHandle<T>` that is itself `!Send`, so it is read
