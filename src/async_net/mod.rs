@@ -45,7 +45,7 @@
 
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -60,6 +60,7 @@ use crate::rt::reactor::Source;
 use crate::sys::Interest;
 
 mod unix;
+pub use crate::net::TcpSocket;
 pub use unix::{UnixDatagram, UnixListener, UnixStream};
 
 /// Tries `f` on each resolved address in turn (std's rule), asynchronously.
@@ -174,6 +175,11 @@ impl TcpStream {
         .await
     }
 
+    /// Waits until a non-blocking connect has finished (or failed).
+    pub(crate) async fn wait_connected(&self) -> io::Result<()> {
+        self.source().io_async(Interest::Write, connected).await
+    }
+
     fn source(&self) -> &Source<mio::net::TcpStream> {
         &self.inner.source
     }
@@ -191,6 +197,11 @@ impl TcpStream {
     /// Sets `TCP_NODELAY`.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.source().get_ref().set_nodelay(nodelay)
+    }
+
+    /// Reads `TCP_NODELAY`.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.source().get_ref().nodelay()
     }
 
     /// Shuts down one or both halves; a task waiting on this socket wakes.
@@ -391,6 +402,50 @@ impl UdpSocket {
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.source.get_ref().peer_addr()
     }
+
+    /// Sets `SO_BROADCAST`.
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.source.get_ref().set_broadcast(on)
+    }
+
+    /// Reads `SO_BROADCAST`.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.source.get_ref().broadcast()
+    }
+
+    /// Joins the IPv4 multicast group `group` on the interface with address
+    /// `interface` (`Ipv4Addr::UNSPECIFIED` lets the kernel pick).
+    pub fn join_multicast_v4(&self, group: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.source.get_ref().join_multicast_v4(group, interface)
+    }
+
+    /// Leaves an IPv4 multicast group joined with
+    /// [`join_multicast_v4`](Self::join_multicast_v4).
+    pub fn leave_multicast_v4(&self, group: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.source.get_ref().leave_multicast_v4(group, interface)
+    }
+
+    /// Joins the IPv6 multicast group `group` on interface index `interface`
+    /// (0 lets the kernel pick).
+    pub fn join_multicast_v6(&self, group: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.source.get_ref().join_multicast_v6(group, interface)
+    }
+
+    /// Leaves an IPv6 multicast group.
+    pub fn leave_multicast_v6(&self, group: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.source.get_ref().leave_multicast_v6(group, interface)
+    }
+
+    /// Sets `IP_MULTICAST_LOOP`: whether this host's own multicast
+    /// datagrams come back to it.
+    pub fn set_multicast_loop_v4(&self, on: bool) -> io::Result<()> {
+        self.source.get_ref().set_multicast_loop_v4(on)
+    }
+
+    /// Sets `IP_MULTICAST_TTL`.
+    pub fn set_multicast_ttl_v4(&self, ttl: u32) -> io::Result<()> {
+        self.source.get_ref().set_multicast_ttl_v4(ttl)
+    }
 }
 
 impl From<net::UdpSocket> for UdpSocket {
@@ -400,6 +455,16 @@ impl From<net::UdpSocket> for UdpSocket {
         }
     }
 }
+
+impl From<UdpSocket> for net::UdpSocket {
+    fn from(socket: UdpSocket) -> net::UdpSocket {
+        net::UdpSocket::from_source(socket.source)
+    }
+}
+
+crate::net::async_socket_std!(TcpListener, net::TcpListener, std::net::TcpListener);
+crate::net::async_socket_std!(TcpStream, net::TcpStream, std::net::TcpStream);
+crate::net::async_socket_std!(UdpSocket, net::UdpSocket, std::net::UdpSocket);
 
 impl AsRawFd for UdpSocket {
     fn as_raw_fd(&self) -> RawFd {

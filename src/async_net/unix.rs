@@ -243,6 +243,24 @@ impl From<net::UnixDatagram> for UnixDatagram {
     }
 }
 
+impl From<UnixDatagram> for net::UnixDatagram {
+    fn from(socket: UnixDatagram) -> net::UnixDatagram {
+        socket.inner
+    }
+}
+
+crate::net::async_socket_std!(
+    UnixListener,
+    net::UnixListener,
+    std::os::unix::net::UnixListener
+);
+crate::net::async_socket_std!(UnixStream, net::UnixStream, std::os::unix::net::UnixStream);
+crate::net::async_socket_std!(
+    UnixDatagram,
+    net::UnixDatagram,
+    std::os::unix::net::UnixDatagram
+);
+
 impl AsRawFd for UnixDatagram {
     fn as_raw_fd(&self) -> RawFd {
         self.inner.as_raw_fd()

@@ -28,11 +28,13 @@
 //!   stream write, vectored or not, is `send`/`sendmsg` with `MSG_NOSIGNAL`).
 
 pub(crate) mod addr;
+pub(crate) mod socket;
 pub(crate) mod tcp;
 mod udp;
 pub(crate) mod unix;
 
 pub use addr::{Lookup, ToSocketAddrs};
+pub use socket::TcpSocket;
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
 pub use unix::{UnixDatagram, UnixIncoming, UnixListener, UnixStream};
@@ -91,6 +93,87 @@ impl<S: AsRawFd> Conn<S> {
             .do_io(Interest::Write, self.write_timeout.get(), op)
     }
 }
+
+impl<S: AsRawFd + std::os::fd::AsFd> Conn<S> {
+    /// The socket as a std type: moved out when this is the only handle,
+    /// else a duplicate descriptor (`dup`), the other handles keeping theirs.
+    pub(crate) fn into_std<Std>(self: std::sync::Arc<Self>) -> io::Result<Std>
+    where
+        Std: From<S> + From<std::os::fd::OwnedFd>,
+    {
+        match std::sync::Arc::try_unwrap(self) {
+            Ok(conn) => Ok(conn.source.into_inner().into()),
+            Err(shared) => Ok(shared.source.get_ref().as_fd().try_clone_to_owned()?.into()),
+        }
+    }
+}
+
+/// The descriptor traits and std conversions of a socket type of either
+/// face: `AsFd`, `IntoRawFd`, `FromRawFd` and `From<std type>`, built on the
+/// type's `AsRawFd`, `from_std` and `into_std`.
+macro_rules! socket_traits {
+    ($ty:ty, $std:ty) => {
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                crate::sys::borrow_fd(self)
+            }
+        }
+
+        impl std::os::fd::IntoRawFd for $ty {
+            /// The descriptor, as [`into_std`](Self::into_std) hands it out.
+            ///
+            /// # Panics
+            /// Only where `into_std` fails: other handles share the socket
+            /// and the process has no descriptor left for the duplicate.
+            fn into_raw_fd(self) -> std::os::fd::RawFd {
+                match self.into_std() {
+                    Ok(socket) => std::os::fd::IntoRawFd::into_raw_fd(socket),
+                    Err(e) => panic!("fiberloop: into_raw_fd: {e}"),
+                }
+            }
+        }
+
+        impl From<$std> for $ty {
+            /// Wraps the std socket, switching it to non-blocking mode.
+            fn from(socket: $std) -> $ty {
+                <$ty>::from_std(socket)
+                    .expect("fiberloop: setting O_NONBLOCK on an open socket cannot fail")
+            }
+        }
+
+        crate::sys::from_raw_fd!($ty, $std);
+    };
+}
+pub(crate) use socket_traits;
+
+/// For an async socket type with `From` conversions to and from its fiber
+/// twin `$net`: `from_std`, `into_std` (as the twin's) and the
+/// [`socket_traits`].
+macro_rules! async_socket_std {
+    ($ty:ident, $net:ty, $std:ty) => {
+        impl $ty {
+            /// Wraps a std socket, switching it to non-blocking mode.
+            ///
+            /// # Errors
+            /// What setting `O_NONBLOCK` reports.
+            pub fn from_std(socket: $std) -> std::io::Result<$ty> {
+                <$net>::from_std(socket).map($ty::from)
+            }
+
+            /// The std socket, deregistered and still non-blocking, as the
+            /// fiber face's `into_std` gives it.
+            ///
+            /// # Errors
+            /// As the fiber face's `into_std`.
+            pub fn into_std(self) -> std::io::Result<$std> {
+                <$net>::from(self).into_std()
+            }
+        }
+
+        crate::net::socket_traits!($ty, $std);
+    };
+}
+pub(crate) use async_socket_std;
 
 /// `Read`/`Write` for a stream type holding `inner: Arc<Conn<S>>` (and for a
 /// shared reference to it), plus its timeout accessors and `try_clone`.

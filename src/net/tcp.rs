@@ -110,12 +110,38 @@ impl TcpListener {
         each_addr(&addr, mio::net::TcpListener::bind).map(TcpListener::from_mio)
     }
 
+    /// Binds a listener with `SO_REUSEPORT` (and `SO_REUSEADDR`) set, so that
+    /// a listener per loop can share `addr` and the kernel spreads
+    /// connections over them (see [`TcpSocket`](super::TcpSocket) for other
+    /// options, docs/multicore.md for when to use it).
+    ///
+    /// # Errors
+    /// `AddrInUse` when a socket without `SO_REUSEPORT`, or another user's,
+    /// holds the address.
+    pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
+        let socket = super::TcpSocket::new_for_addr(addr)?;
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
+    }
+
     /// Wraps a std listener, switching it to non-blocking mode.
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         listener.set_nonblocking(true)?;
         Ok(TcpListener::from_mio(mio::net::TcpListener::from_std(
             listener,
         )))
+    }
+
+    /// The std listener, deregistered from its loop and still in
+    /// non-blocking mode (`set_nonblocking(false)` restores std's blocking
+    /// behaviour).
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for platforms that need a call.
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        Ok(self.source.into_inner().into())
     }
 
     fn from_mio(listener: mio::net::TcpListener) -> TcpListener {
@@ -238,17 +264,34 @@ impl TcpStream {
     fn connect_addr(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
         // A non-blocking connect: it is in progress until the socket is writable.
         let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?);
-        stream
-            .inner
-            .source
-            .do_io(Interest::Write, timeout, connected)?;
+        stream.wait_connected_within(timeout)?;
         Ok(stream)
+    }
+
+    /// Waits until a non-blocking connect has finished (or failed).
+    pub(crate) fn wait_connected(&self) -> io::Result<()> {
+        self.wait_connected_within(None)
+    }
+
+    fn wait_connected_within(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.inner.source.do_io(Interest::Write, timeout, connected)
     }
 
     /// Wraps a connected std stream, switching it to non-blocking mode.
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         stream.set_nonblocking(true)?;
         Ok(TcpStream::from_mio(mio::net::TcpStream::from_std(stream)))
+    }
+
+    /// The std stream, deregistered from its loop and still in
+    /// non-blocking mode (`set_nonblocking(false)` restores std's blocking
+    /// behaviour). If clones of this stream are alive, it is a duplicate
+    /// descriptor (`dup`) and the clones keep working.
+    ///
+    /// # Errors
+    /// What `dup` reports (`EMFILE`) when clones are alive.
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        self.inner.into_std()
     }
 
     pub(crate) fn from_inner(inner: Arc<Inner>) -> TcpStream {
@@ -313,6 +356,8 @@ impl TcpStream {
 }
 
 super::stream_io!(TcpStream);
+super::socket_traits!(TcpStream, std::net::TcpStream);
+super::socket_traits!(TcpListener, std::net::TcpListener);
 
 impl AsRawFd for TcpStream {
     fn as_raw_fd(&self) -> RawFd {

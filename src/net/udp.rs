@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
@@ -49,9 +49,27 @@ impl UdpSocket {
         Ok(UdpSocket::from_mio(mio::net::UdpSocket::from_std(socket)))
     }
 
+    /// The std socket, deregistered from its loop and still in
+    /// non-blocking mode (`set_nonblocking(false)` restores std's blocking
+    /// behaviour).
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for platforms that need a call.
+    pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
+        Ok(self.source.into_inner().into())
+    }
+
     fn from_mio(socket: mio::net::UdpSocket) -> UdpSocket {
         UdpSocket {
             source: Source::new(socket),
+            read_timeout: Timeout::default(),
+            write_timeout: Timeout::default(),
+        }
+    }
+
+    pub(crate) fn from_source(source: Source<mio::net::UdpSocket>) -> UdpSocket {
+        UdpSocket {
+            source,
             read_timeout: Timeout::default(),
             write_timeout: Timeout::default(),
         }
@@ -148,8 +166,48 @@ impl UdpSocket {
     }
 
     /// Sets `SO_BROADCAST`.
+    /// Joins the IPv4 multicast group `group` on the interface with address
+    /// `interface` (`Ipv4Addr::UNSPECIFIED` lets the kernel pick).
+    pub fn join_multicast_v4(&self, group: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.io().join_multicast_v4(group, interface)
+    }
+
+    /// Leaves an IPv4 multicast group joined with
+    /// [`join_multicast_v4`](Self::join_multicast_v4).
+    pub fn leave_multicast_v4(&self, group: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.io().leave_multicast_v4(group, interface)
+    }
+
+    /// Joins the IPv6 multicast group `group` on interface index `interface`
+    /// (0 lets the kernel pick).
+    pub fn join_multicast_v6(&self, group: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.io().join_multicast_v6(group, interface)
+    }
+
+    /// Leaves an IPv6 multicast group.
+    pub fn leave_multicast_v6(&self, group: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.io().leave_multicast_v6(group, interface)
+    }
+
+    /// Sets `IP_MULTICAST_LOOP`: whether this host's own multicast
+    /// datagrams come back to it.
+    pub fn set_multicast_loop_v4(&self, on: bool) -> io::Result<()> {
+        self.io().set_multicast_loop_v4(on)
+    }
+
+    /// Sets `IP_MULTICAST_TTL`.
+    pub fn set_multicast_ttl_v4(&self, ttl: u32) -> io::Result<()> {
+        self.io().set_multicast_ttl_v4(ttl)
+    }
+
+    /// Sets `SO_BROADCAST`.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.io().set_broadcast(on)
+    }
+
+    /// Reads `SO_BROADCAST`.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.io().broadcast()
     }
 
     /// Sets `IP_TTL`.
@@ -162,6 +220,8 @@ impl UdpSocket {
         self.io().take_error()
     }
 }
+
+super::socket_traits!(UdpSocket, std::net::UdpSocket);
 
 impl AsRawFd for UdpSocket {
     fn as_raw_fd(&self) -> RawFd {

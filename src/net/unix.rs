@@ -60,6 +60,16 @@ impl UnixListener {
         )))
     }
 
+    /// The std listener, deregistered from its loop and still in
+    /// non-blocking mode (`set_nonblocking(false)` restores std's blocking
+    /// behaviour).
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for platforms that need a call.
+    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixListener> {
+        Ok(self.source.into_inner().into())
+    }
+
     pub(crate) fn from_mio(listener: mio::net::UnixListener) -> UnixListener {
         UnixListener {
             source: Source::new(listener),
@@ -93,6 +103,10 @@ impl UnixListener {
         self.source.get_ref().take_error()
     }
 }
+
+super::socket_traits!(UnixListener, std::os::unix::net::UnixListener);
+super::socket_traits!(UnixStream, std::os::unix::net::UnixStream);
+super::socket_traits!(UnixDatagram, std::os::unix::net::UnixDatagram);
 
 impl AsRawFd for UnixListener {
     fn as_raw_fd(&self) -> RawFd {
@@ -156,6 +170,17 @@ impl UnixStream {
     pub fn from_std(stream: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
         stream.set_nonblocking(true)?;
         Ok(UnixStream::from_mio(mio::net::UnixStream::from_std(stream)))
+    }
+
+    /// The std stream, deregistered from its loop and still in
+    /// non-blocking mode (`set_nonblocking(false)` restores std's blocking
+    /// behaviour). If clones of this stream are alive, it is a duplicate
+    /// descriptor (`dup`) and the clones keep working.
+    ///
+    /// # Errors
+    /// What `dup` reports (`EMFILE`) when clones are alive.
+    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixStream> {
+        self.inner.into_std()
     }
 
     pub(crate) fn from_mio(stream: mio::net::UnixStream) -> UnixStream {
@@ -250,6 +275,16 @@ impl UnixDatagram {
         Ok(UnixDatagram::from_mio(mio::net::UnixDatagram::from_std(
             socket,
         )))
+    }
+
+    /// The std socket, deregistered from its loop and still in
+    /// non-blocking mode (`set_nonblocking(false)` restores std's blocking
+    /// behaviour).
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for platforms that need a call.
+    pub fn into_std(self) -> io::Result<std::os::unix::net::UnixDatagram> {
+        Ok(self.inner.source.into_inner().into())
     }
 
     pub(crate) fn from_mio(socket: mio::net::UnixDatagram) -> UnixDatagram {

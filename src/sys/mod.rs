@@ -232,3 +232,31 @@ pub(crate) fn allowed_cpus() -> io::Result<Vec<usize>> {
 pub(crate) fn pin_to_cpu(_cpu: usize) -> io::Result<()> {
     allowed_cpus().map(drop)
 }
+
+/// Borrows the descriptor of one of this crate's socket types (only those:
+/// see the safety note).
+pub(crate) fn borrow_fd<T: std::os::fd::AsRawFd>(socket: &T) -> std::os::fd::BorrowedFd<'_> {
+    // SAFETY: each socket type of this crate owns its descriptor from its
+    // creation until it is dropped or consumed (`into_std`), so the
+    // descriptor stays open for the borrow of `socket`.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(socket.as_raw_fd()) }
+}
+
+/// `FromRawFd` for one of this crate's socket types, through the std type
+/// `$std` it converts from.
+macro_rules! from_raw_fd {
+    ($ty:ty, $std:ty) => {
+        impl std::os::fd::FromRawFd for $ty {
+            /// Takes ownership of an open socket descriptor of this kind and
+            /// switches it to non-blocking mode.
+            unsafe fn from_raw_fd(fd: std::os::fd::RawFd) -> $ty {
+                // SAFETY: the caller hands over an open socket of this kind
+                // that nothing else owns (this trait's contract), which is
+                // what std's `from_raw_fd` requires.
+                let socket = unsafe { <$std as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                <$ty>::from(socket)
+            }
+        }
+    };
+}
+pub(crate) use from_raw_fd;

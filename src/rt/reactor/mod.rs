@@ -47,7 +47,7 @@ use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -155,6 +155,7 @@ impl Reactor {
         Ok(Registration {
             shared: shared.clone(),
             token,
+            fd,
         })
     }
 
@@ -186,20 +187,25 @@ impl Reactor {
     }
 }
 
-/// A source's registration with one loop.
+/// A source's registration with one loop; dropping it deregisters.
 struct Registration {
     shared: Arc<Shared>,
     token: usize,
+    /// The registered descriptor, open for as long as this registration
+    /// lives (it is declared before the socket in `Source`, so it drops first).
+    fd: RawFd,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // Any thread may do this: mio's Registry is thread-safe. The loop frees
+        // the slot when it next drains `released`.
+        let _ = self.shared.registry.deregister(&mut SourceFd(&self.fd));
+        self.shared.released.push(self.token);
+    }
 }
 
 impl Registration {
-    fn deregister(self, fd: RawFd) {
-        // Any thread may do this: mio's Registry is thread-safe. The loop frees
-        // the slot when it next drains `released`.
-        let _ = self.shared.registry.deregister(&mut SourceFd(&fd));
-        self.shared.released.push(self.token);
-    }
-
     /// False once the loop it is registered with has closed.
     fn is_live(&self) -> bool {
         !self.shared.closed.load(Ordering::SeqCst)
@@ -212,24 +218,35 @@ impl Registration {
 /// face is the async one driven by the one waiting mechanism
 /// (`wait::block_on`), so both behave the same.
 pub(crate) struct Source<T: AsRawFd> {
+    /// Declared first so that it drops first: the descriptor is deregistered
+    /// before `io` closes it.
+    registration: Mutex<Option<Registration>>,
     io: T,
     /// The waiters, made at the first wait and kept for the source's life
     /// (across moves between loops).
     waiters: OnceLock<Arc<ScheduledIo>>,
-    registration: Mutex<Option<Registration>>,
 }
 
 impl<T: AsRawFd> Source<T> {
     pub(crate) fn new(io: T) -> Source<T> {
         Source {
+            registration: Mutex::new(None),
             io,
             waiters: OnceLock::new(),
-            registration: Mutex::new(None),
         }
     }
 
     pub(crate) fn get_ref(&self) -> &T {
         &self.io
+    }
+
+    /// Deregisters the socket and hands it back (for `into_std`).
+    pub(crate) fn into_inner(self) -> T {
+        let Source {
+            registration, io, ..
+        } = self;
+        drop(registration);
+        io
     }
 
     /// The readiness tick of `interest`, read before a syscall (0 before the
@@ -379,9 +396,7 @@ impl<T: AsRawFd> Source<T> {
             return Ok(io);
         }
         let registered = scheduler::with_core(|core| {
-            if let Some(old) = registration.take() {
-                old.deregister(self.io.as_raw_fd());
-            }
+            drop(registration.take()); // deregisters from the closed loop
             core.reactor
                 .register(self.io.as_raw_fd(), io, core.shared())
         });
@@ -421,18 +436,6 @@ impl<T: AsRawFd> Drop for GiveUp<'_, T> {
                     }
                 });
             }
-        }
-    }
-}
-
-impl<T: AsRawFd> Drop for Source<T> {
-    fn drop(&mut self) {
-        let registration = self
-            .registration
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(registration) = registration.take() {
-            registration.deregister(self.io.as_raw_fd());
         }
     }
 }
