@@ -1,13 +1,17 @@
 //! An echo server in blocking style: one fiber per connection.
 //!
-//! Run: `cargo run --release --example echo_server [ADDR]` (default
-//! `127.0.0.1:7000`), then talk to it with `echo_client` or `nc 127.0.0.1 7000`.
+//! Run: `cargo run --release --example echo_server [--loops N] [ADDR]`
+//! (default `127.0.0.1:7000`, one loop), then talk to it with `echo_client`
+//! or `nc 127.0.0.1 7000`.
 //!
 //! The handler is the code you would write with one OS thread per connection;
 //! here each `read` and `write_all` parks only its fiber, and one thread serves
-//! thousands of connections.
+//! thousands of connections. With `--loops N`, N loops (threads) each run a
+//! listener on the same port (`SO_REUSEPORT`), and the kernel spreads the
+//! connections over them; the handler does not change.
 
 use std::io::{Read, Write};
+use std::net::ToSocketAddrs;
 
 use fiberloop::net::{TcpListener, TcpStream};
 
@@ -23,26 +27,65 @@ fn handle(mut stream: TcpStream) -> std::io::Result<()> {
     }
 }
 
-fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7000".into());
-    fiberloop::run(move || {
-        let listener = TcpListener::bind(addr.as_str())?;
-        println!("echo server listening on {}", listener.local_addr()?);
-        for stream in listener.incoming() {
-            match stream {
-                Ok(stream) => {
-                    fiberloop::spawn(move || {
-                        if let Err(e) = handle(stream) {
-                            eprintln!("connection ended: {e}");
-                        }
-                    });
-                }
-                // Out of descriptors, for example: accept backs off by itself.
-                Err(e) => eprintln!("accept failed: {e}"),
+/// Accepts forever, a fiber per connection.
+fn serve(listener: TcpListener) {
+    for stream in listener.incoming() {
+        match stream {
+            Ok(stream) => {
+                fiberloop::spawn(move || {
+                    if let Err(e) = handle(stream) {
+                        eprintln!("connection ended: {e}");
+                    }
+                });
             }
+            // Out of descriptors, for example: accept backs off by itself.
+            Err(e) => eprintln!("accept failed: {e}"),
         }
-        Ok(())
-    })
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    const USAGE: &str = "usage: echo_server [--loops N] [ADDR]";
+    let mut addr = "127.0.0.1:7000".to_string();
+    let mut loops = 1;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--loops" => match args.next().and_then(|v| v.parse().ok()) {
+                Some(n) if n > 0 => loops = n,
+                _ => {
+                    eprintln!("echo_server: --loops needs a positive number\n{USAGE}");
+                    std::process::exit(2);
+                }
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            a if a.starts_with('-') => {
+                eprintln!("echo_server: unknown option {a}\n{USAGE}");
+                std::process::exit(2);
+            }
+            a => addr = a.to_string(),
+        }
+    }
+    if loops == 1 {
+        return fiberloop::run(move || {
+            let listener = TcpListener::bind(addr.as_str())?;
+            println!("echo server listening on {}", listener.local_addr()?);
+            serve(listener);
+            Ok(())
+        });
+    }
+    // Several loops: a listener per loop on one port.
+    let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    })?;
+    let rt = fiberloop::Runtime::builder().loops(loops).build()?;
+    let (bound, servers) = rt.handle().listen_each_loop(addr, serve)?;
+    println!("echo server ({loops} loops) listening on {bound}");
+    for server in servers {
+        let _ = server.join();
+    }
+    Ok(())
 }

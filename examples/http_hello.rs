@@ -4,8 +4,10 @@
 //! `.await` added: the same steps in the same order.
 //!
 //! Run: `cargo run --release --example http_hello [--async] [--idle-ms N]
-//! [ADDR]` (default `127.0.0.1:8080`, 10 s idle), then `curl -v http://127.0.0.1:8080/` or
-//! `wrk -c 100 -d 10s http://127.0.0.1:8080/`.
+//! [--loops N] [ADDR]` (default `127.0.0.1:8080`, 10 s idle, one loop), then
+//! `curl -v http://127.0.0.1:8080/` or `wrk -c 100 -d 10s http://127.0.0.1:8080/`.
+//! With `--loops N`, N loops each accept on the same port (`SO_REUSEPORT`)
+//! and serve what they accept, in the chosen model.
 //!
 //! Bad input is answered, not crashed on: a head over 8 KiB gets `431`, a
 //! malformed request or conflicting `Content-Length` headers `400`, a request
@@ -107,22 +109,57 @@ fn report(e: &io::Error) {
     }
 }
 
+/// Accepts forever on a fiber's loop, a fiber per connection.
+fn serve_fibers(listener: fiberloop::net::TcpListener, idle: Duration) {
+    loop {
+        let Ok((stream, _)) = listener.accept() else {
+            continue;
+        };
+        fiberloop::spawn(move || {
+            if let Err(e) = http::serve(stream, idle, hello) {
+                report(&e);
+            }
+        });
+    }
+}
+
+/// Accepts forever in an async task, a task per connection.
+async fn serve_tasks(listener: fiberloop::async_net::TcpListener, idle: Duration) {
+    loop {
+        // An accept error (out of descriptors) is returned after a back-off.
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        fiberloop::task::spawn(async move {
+            if let Err(e) = serve_async(stream, idle).await {
+                report(&e);
+            }
+        })
+        .detach();
+    }
+}
+
 fn main() -> io::Result<()> {
-    const USAGE: &str = "usage: http_hello [--async] [--idle-ms N] [ADDR]";
+    const USAGE: &str = "usage: http_hello [--async] [--idle-ms N] [--loops N] [ADDR]";
     let mut use_async = false;
     let mut addr = "127.0.0.1:8080".to_string();
     let mut idle = http::IDLE;
+    let mut loops = 1;
     let mut args = std::env::args().skip(1);
+    let positive = |value: Option<String>, option: &str| -> u64 {
+        match value.and_then(|v| v.parse().ok()) {
+            Some(n) if n > 0 => n,
+            _ => {
+                eprintln!("http_hello: {option} needs a positive number\n{USAGE}");
+                std::process::exit(2);
+            }
+        }
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--async" => use_async = true,
-            "--idle-ms" => match args.next().and_then(|v| v.parse().ok()) {
-                Some(ms) if ms > 0 => idle = Duration::from_millis(ms),
-                _ => {
-                    eprintln!("http_hello: --idle-ms needs a positive number\n{USAGE}");
-                    std::process::exit(2);
-                }
-            },
+            "--idle-ms" => idle = Duration::from_millis(positive(args.next(), "--idle-ms")),
+            "--loops" => loops = positive(args.next(), "--loops") as usize,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -134,43 +171,45 @@ fn main() -> io::Result<()> {
             a => addr = a.to_string(),
         }
     }
+    let model = if use_async { "async" } else { "fibers" };
+    if loops > 1 {
+        // A listener per loop on one port; each loop serves in the chosen model.
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())?
+            .next()
+            .ok_or_else(|| io::Error::new(ErrorKind::InvalidInput, "no address to bind"))?;
+        let rt = fiberloop::Runtime::builder().loops(loops).build()?;
+        let (bound, servers) = rt.handle().listen_each_loop(addr, move |listener| {
+            if use_async {
+                let _ = fiberloop::wait(serve_tasks(listener.into(), idle));
+            } else {
+                serve_fibers(listener, idle);
+            }
+        })?;
+        println!("http_hello ({model}, {loops} loops) listening on http://{bound}");
+        for server in servers {
+            let _ = server.join();
+        }
+        return Ok(());
+    }
     if use_async {
         fiberloop::block_on(async move {
             let listener = fiberloop::async_net::TcpListener::bind(addr.as_str()).await?;
             println!(
-                "http_hello (async) listening on http://{}",
+                "http_hello ({model}) listening on http://{}",
                 listener.local_addr()?
             );
-            loop {
-                // An accept error (out of descriptors) is returned after a back-off.
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                fiberloop::task::spawn(async move {
-                    if let Err(e) = serve_async(stream, idle).await {
-                        report(&e);
-                    }
-                })
-                .detach();
-            }
+            serve_tasks(listener, idle).await;
+            Ok(())
         })
     } else {
         fiberloop::run(move || {
             let listener = fiberloop::net::TcpListener::bind(addr.as_str())?;
             println!(
-                "http_hello (fibers) listening on http://{}",
+                "http_hello ({model}) listening on http://{}",
                 listener.local_addr()?
             );
-            loop {
-                let Ok((stream, _)) = listener.accept() else {
-                    continue;
-                };
-                fiberloop::spawn(move || {
-                    if let Err(e) = http::serve(stream, idle, hello) {
-                        report(&e);
-                    }
-                });
-            }
+            serve_fibers(listener, idle);
+            Ok(())
         })
     }
 }

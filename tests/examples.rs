@@ -63,7 +63,12 @@ fn timers_stops_the_loop_and_skips_the_cancelled_callback() {
 }
 
 fn echo_client_verifies(server_example: &str) {
+    echo_client_verifies_with(server_example, &[]);
+}
+
+fn echo_client_verifies_with(server_example: &str, options: &[&str]) {
     let mut server = example(server_example)
+        .args(options)
         .arg("127.0.0.1:0")
         .stdout(Stdio::piped())
         .spawn()
@@ -89,6 +94,11 @@ fn echo_client_verifies(server_example: &str) {
 #[test]
 fn echo_client_verifies_echo_server() {
     echo_client_verifies("echo_server");
+}
+
+#[test]
+fn echo_client_verifies_echo_server_on_two_loops() {
+    echo_client_verifies_with("echo_server", &["--loops", "2"]);
 }
 
 #[test]
@@ -461,6 +471,12 @@ fn http_hello_cuts_off_abusive_clients_with_async() {
 #[test]
 fn http_hello_serves_keep_alive_and_rejects_bad_requests_with_fibers() {
     http_hello_behaves(&["--idle-ms", "300", "127.0.0.1:0"]);
+}
+
+#[test]
+fn http_hello_serves_keep_alive_and_rejects_bad_requests_on_two_loops() {
+    http_hello_behaves(&["--loops", "2", "--idle-ms", "300", "127.0.0.1:0"]);
+    http_hello_behaves(&["--async", "--loops", "2", "--idle-ms", "300", "127.0.0.1:0"]);
 }
 
 #[test]

@@ -8,8 +8,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fiberloop::net::{TcpListener, TcpStream};
 use fiberloop::{Runtime, RuntimeHandle};
@@ -63,14 +62,6 @@ fn clients(addr: SocketAddr) {
     });
 }
 
-fn wait_for(count: &AtomicUsize, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count.load(Ordering::SeqCst) < n {
-        assert!(Instant::now() < deadline, "the listeners got ready");
-        thread::sleep(Duration::from_millis(1));
-    }
-}
-
 fn raise_fd_limit() {
     let needed = (4 * CONNECTIONS + 256) as u64;
     if util::fd_soft_limit() < needed {
@@ -82,21 +73,12 @@ fn raise_fd_limit() {
 fn a_reuseport_listener_per_loop_spreads_connections_over_every_loop() {
     raise_fd_limit();
     let rt = Runtime::builder().loops(LOOPS).build().unwrap();
-    let first = TcpListener::bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = first.local_addr().unwrap();
     let served: Arc<[AtomicUsize]> = (0..LOOPS).map(|_| AtomicUsize::new(0)).collect();
-    let listening = Arc::new(AtomicUsize::new(0));
-    let first = std::sync::Mutex::new(Some(first));
-    let (s, l) = (served.clone(), listening.clone());
-    rt.handle()
-        .on_each_loop(move |index| {
-            // Loop 0 takes the listener that picked the port; the others bind
-            // the same port.
-            let listener = match first.lock().unwrap().take().filter(|_| index == 0) {
-                Some(listener) => listener,
-                None => TcpListener::bind_reuseport(addr).unwrap(),
-            };
-            l.fetch_add(1, Ordering::SeqCst);
+    let s = served.clone();
+    let (addr, _servers) = rt
+        .handle()
+        .listen_each_loop("127.0.0.1:0".parse().unwrap(), move |listener| {
+            // Every listener was bound and listening before this returned.
             loop {
                 let Ok((stream, _)) = listener.accept() else {
                     continue;
@@ -106,7 +88,6 @@ fn a_reuseport_listener_per_loop_spreads_connections_over_every_loop() {
             }
         })
         .unwrap();
-    wait_for(&listening, LOOPS);
     clients(addr);
     let counts: Vec<usize> = served.iter().map(|c| c.load(Ordering::SeqCst)).collect();
     assert_eq!(counts.iter().sum::<usize>(), CONNECTIONS, "{counts:?}");

@@ -430,6 +430,67 @@ impl RuntimeHandle {
             .collect()
     }
 
+    /// Serves `addr` on every loop: binds a `SO_REUSEPORT` listener per loop
+    /// (port 0 is picked once, for all), so the kernel spreads connections
+    /// over the loops, and runs `serve(listener)` in a fiber on each. Returns
+    /// the bound address and the fibers' handles, in loop order. Binding
+    /// happens here, so an address in use is reported to the caller.
+    ///
+    /// ```no_run
+    /// use std::io::{Read, Write};
+    ///
+    /// let rt = fiberloop::Runtime::new()?;
+    /// let (addr, servers) = rt.handle().listen_each_loop("127.0.0.1:7000".parse().unwrap(), |listener| {
+    ///     for stream in listener.incoming().flatten() {
+    ///         fiberloop::spawn(move || {
+    ///             let mut stream = stream;
+    ///             let mut buf = [0; 4096];
+    ///             while let Ok(n @ 1..) = stream.read(&mut buf) {
+    ///                 if stream.write_all(&buf[..n]).is_err() {
+    ///                     break;
+    ///                 }
+    ///             }
+    ///         });
+    ///     }
+    /// })?;
+    /// println!("echo on {addr}");
+    /// servers.into_iter().for_each(|s| drop(s.join()));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// What binding reports (`AddrInUse` when a socket without
+    /// `SO_REUSEPORT` holds the address); `NotConnected` once the runtime
+    /// has shut down.
+    pub fn listen_each_loop<F, T>(
+        &self,
+        addr: std::net::SocketAddr,
+        serve: F,
+    ) -> io::Result<(std::net::SocketAddr, Vec<JoinHandle<T>>)>
+    where
+        F: Fn(crate::net::TcpListener) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let first = crate::net::TcpListener::bind_reuseport(addr)?;
+        let bound = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..self.loops() {
+            listeners.push(crate::net::TcpListener::bind_reuseport(bound)?);
+        }
+        let serve = Arc::new(serve);
+        let servers = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(index, listener)| {
+                let serve = serve.clone();
+                // Each listener registers with the loop whose fiber first
+                // waits on it: its own.
+                self.spawn_on(index, move || serve(listener))
+            })
+            .collect::<io::Result<_>>()?;
+        Ok((bound, servers))
+    }
+
     /// A handle to loop `index` alone (`call_soon_threadsafe`, pinned spawns).
     pub fn remote(&self, index: usize) -> Option<crate::RemoteHandle> {
         (index < self.loops()).then(|| crate::RemoteHandle::new(self.group.shared(index).clone()))
