@@ -5,7 +5,7 @@
 //! ```text
 //! compare [--full] [--only W1,W2] [--models M1,M2] [--out DIR] [--smoke]
 //!   workloads: spawn_join yield ping_pong skynet echo idle deep
-//!   models:    fibers async tokio-ct tokio-mt threads may callbacks mio
+//!   models:    fibers fibers-mt async tokio-ct tokio-mt threads may may-mt callbacks mio
 //! ```
 //!
 //! The default quick mode takes about a minute on two cores; `--full` runs
@@ -269,8 +269,8 @@ fn micro_table(work: Micro, opts: &Options) -> Table {
         opts,
         work.name(),
         |model| {
-            if !work.supports(model) {
-                return Err("a servers-only model has no tasks".into());
+            if let Some(why) = work.unsupported(model) {
+                return Err(why.into());
             }
             // Calibrate: aim each measurement at the plan's micro time.
             let probe = micro::run(work, model, 50).expect("supported");

@@ -35,7 +35,18 @@ impl Micro {
 
     /// Whether `model` has this workload (the servers-only models have none).
     pub fn supports(self, model: Model) -> bool {
-        model.has_tasks()
+        self.unsupported(model).is_none()
+    }
+
+    /// Why `model` has no figure for this workload, if it has none.
+    pub fn unsupported(self, model: Model) -> Option<&'static str> {
+        if !model.has_tasks() {
+            Some("a servers-only model has no tasks")
+        } else if model.is_multi_loop() {
+            Some("a multi-loop model: measured in skynet and the servers")
+        } else {
+            None
+        }
     }
 }
 
@@ -86,7 +97,9 @@ fn spawn_join(model: Model, iters: u64) -> Duration {
         }),
         Model::Threads => timed(iters, || std::thread::spawn(|| ()).join().unwrap()),
         Model::May => in_may(move || timed(iters, || may::go!(|| ()).join().unwrap())),
-        Model::Callbacks | Model::Mio => unreachable!("no spawn in {}", model.name()),
+        Model::FibersMt | Model::MayMt | Model::Callbacks | Model::Mio => {
+            unreachable!("no spawn in {}", model.name())
+        }
     }
 }
 
@@ -151,7 +164,9 @@ fn yield_round_trip(model: Model, iters: u64) -> Duration {
             other.join().unwrap();
             elapsed / 2
         }),
-        Model::Callbacks | Model::Mio => unreachable!("no tasks in {}", model.name()),
+        Model::FibersMt | Model::MayMt | Model::Callbacks | Model::Mio => {
+            unreachable!("no tasks in {}", model.name())
+        }
     }
 }
 
@@ -247,7 +262,9 @@ fn ping_pong(model: Model, iters: u64) -> Duration {
             echo.join().unwrap();
             elapsed
         }),
-        Model::Callbacks | Model::Mio => unreachable!("no channels in {}", model.name()),
+        Model::FibersMt | Model::MayMt | Model::Callbacks | Model::Mio => {
+            unreachable!("no channels in {}", model.name())
+        }
     }
 }
 
@@ -261,6 +278,6 @@ fn tokio_rt(model: Model) -> tokio::runtime::Runtime {
 
 /// Runs `f` in a `may` coroutine (may's primitives want to run inside one).
 fn in_may<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    model::may_init();
+    model::may_init(Model::May);
     may::go!(f).join().unwrap()
 }

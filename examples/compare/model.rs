@@ -7,6 +7,8 @@ use std::sync::Once;
 pub enum Model {
     /// fiberloop's stackful fibers, blocking-style code.
     Fibers,
+    /// fiberloop's multi-loop runtime: as many loops as tokio-mt has workers.
+    FibersMt,
     /// fiberloop's async tasks, on the same loop.
     Async,
     /// tokio's current-thread runtime.
@@ -17,6 +19,8 @@ pub enum Model {
     Threads,
     /// `may`: stackful coroutines on a work-stealing scheduler (one worker here).
     May,
+    /// `may` with as many workers as tokio-mt.
+    MayMt,
     /// fiberloop's transports and protocols (PEP 3156 callbacks): servers only.
     Callbacks,
     /// A hand-written single-threaded mio loop: what the syscalls alone cost.
@@ -25,13 +29,15 @@ pub enum Model {
 
 impl Model {
     /// Every model, in table order.
-    pub const ALL: [Model; 8] = [
+    pub const ALL: [Model; 10] = [
         Model::Fibers,
+        Model::FibersMt,
         Model::Async,
         Model::TokioCt,
         Model::TokioMt,
         Model::Threads,
         Model::May,
+        Model::MayMt,
         Model::Callbacks,
         Model::Mio,
     ];
@@ -40,11 +46,13 @@ impl Model {
     pub fn name(self) -> &'static str {
         match self {
             Model::Fibers => "fibers",
+            Model::FibersMt => "fibers-mt",
             Model::Async => "async",
             Model::TokioCt => "tokio-ct",
             Model::TokioMt => "tokio-mt",
             Model::Threads => "threads",
             Model::May => "may",
+            Model::MayMt => "may-mt",
             Model::Callbacks => "callbacks",
             Model::Mio => "mio",
         }
@@ -54,6 +62,14 @@ impl Model {
     /// floor only serve connections).
     pub fn has_tasks(self) -> bool {
         !matches!(self, Model::Callbacks | Model::Mio)
+    }
+
+    /// Whether the model runs several threads of its own (the micro
+    /// workloads measure one scheduler's switch costs, so they skip these
+    /// models, all but tokio-mt, which was there first).
+    #[allow(dead_code)] // not every includer asks
+    pub fn is_multi_loop(self) -> bool {
+        matches!(self, Model::FibersMt | Model::MayMt)
     }
 
     /// The model called `name`.
@@ -72,21 +88,36 @@ pub fn tokio_ct() -> tokio::runtime::Runtime {
         .expect("tokio current_thread runtime")
 }
 
-/// tokio's work-stealing runtime with two workers (this machine has two cores).
+/// Workers (loops) of every multi-threaded model: this machine has two cores.
+pub const MT_WORKERS: usize = 2;
+
+/// tokio's work-stealing runtime with `MT_WORKERS` workers.
 #[allow(dead_code)]
 pub fn tokio_mt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(MT_WORKERS)
         .enable_all()
         .build()
         .expect("tokio multi_thread runtime")
 }
 
-/// Configures `may` once per process: one worker (the closest match to one
-/// fiberloop loop), and no pinning of its own (the harness pins processes).
-pub fn may_init() {
+/// fiberloop's multi-loop runtime with `MT_WORKERS` loops.
+#[allow(dead_code)]
+pub fn fibers_mt() -> fiberloop::Runtime {
+    fiberloop::Runtime::builder()
+        .loops(MT_WORKERS)
+        .build()
+        .expect("fiberloop runtime")
+}
+
+/// Configures `may` once per process, with no pinning of its own (the
+/// harness pins processes): one worker for `may` (the closest match to one
+/// fiberloop loop), `MT_WORKERS` for `may-mt`. The first call wins, so a
+/// process runs one of the two (each server and skynet run is a process).
+pub fn may_init(model: Model) {
     static INIT: Once = Once::new();
+    let workers = if model == Model::MayMt { MT_WORKERS } else { 1 };
     INIT.call_once(|| {
-        may::config().set_workers(1).set_worker_pin(false);
+        may::config().set_workers(workers).set_worker_pin(false);
     });
 }

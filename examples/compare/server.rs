@@ -93,6 +93,26 @@ fn serve(model: Model, proto: Proto, tx: PortTx) {
                 fiberloop::spawn(move || handle_blocking(proto, stream, |s| s.set_nodelay(true)));
             }
         }),
+        Model::FibersMt => {
+            // A SO_REUSEPORT listener per loop, the handler unchanged.
+            let rt = model::fibers_mt();
+            let bound = rt.handle().listen_each_loop(
+                addr.parse().expect("a socket address"),
+                move |listener| {
+                    while let Ok((stream, _)) = listener.accept() {
+                        fiberloop::spawn(move || {
+                            handle_blocking(proto, stream, |s| s.set_nodelay(true))
+                        });
+                    }
+                },
+            );
+            let Some((_, servers)) = announce(&tx, bound, |(addr, _)| Ok(*addr)) else {
+                return;
+            };
+            for server in servers {
+                let _ = server.join();
+            }
+        }
         Model::Async => fiberloop::block_on(async move {
             let bound = fiberloop::async_net::TcpListener::bind(addr).await;
             let Some(listener) = announce(&tx, bound, |l| l.local_addr()) else {
@@ -129,8 +149,8 @@ fn serve(model: Model, proto: Proto, tx: PortTx) {
                 std::thread::spawn(move || handle_blocking(proto, stream, |s| s.set_nodelay(true)));
             }
         }
-        Model::May => {
-            model::may_init();
+        Model::May | Model::MayMt => {
+            model::may_init(model);
             may::go!(move || {
                 let bound = may::net::TcpListener::bind(addr);
                 let Some(listener) = announce(&tx, bound, |l| l.local_addr()) else {

@@ -30,14 +30,19 @@ pub fn run(model: Model, leaves: u64) -> (u64, Duration) {
     let start = Instant::now();
     let sum = match model {
         Model::Fibers => fiberloop::run(move || fiber(0, leaves)),
+        Model::FibersMt => model::fibers_mt().run(move || {
+            // Spawned through the runtime, so that idle loops may take the
+            // unstarted children.
+            fiber_mt(&fiberloop::RuntimeHandle::current(), 0, leaves)
+        }),
         Model::Async => fiberloop::block_on(task(0, leaves)),
         Model::TokioCt => model::tokio_ct().block_on(tokio_task(0, leaves)),
         Model::TokioMt => model::tokio_mt().block_on(async move {
             // On a worker, as a server's tasks are.
             tokio::spawn(tokio_task(0, leaves)).await.unwrap()
         }),
-        Model::May => {
-            model::may_init();
+        Model::May | Model::MayMt => {
+            model::may_init(model);
             may::go!(move || coroutine(0, leaves)).join().unwrap()
         }
         Model::Threads | Model::Callbacks | Model::Mio => {
@@ -54,6 +59,21 @@ fn fiber(num: u64, size: u64) -> u64 {
     let div = size / 10;
     let children: Vec<_> = (0..10)
         .map(|i| fiberloop::spawn(move || fiber(num + i * div, div)))
+        .collect();
+    children.into_iter().map(|c| c.join().unwrap()).sum()
+}
+
+fn fiber_mt(rt: &fiberloop::RuntimeHandle, num: u64, size: u64) -> u64 {
+    if size == 1 {
+        return num;
+    }
+    let div = size / 10;
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            let rt2 = rt.clone();
+            rt.spawn(move || fiber_mt(&rt2, num + i * div, div))
+                .expect("the runtime is up")
+        })
         .collect();
     children.into_iter().map(|c| c.join().unwrap()).sum()
 }

@@ -365,10 +365,11 @@ impl RuntimeHandle {
         self.group.len()
     }
 
-    /// Spawns a fiber on the runtime: it goes to the less loaded of two loops
-    /// (the caller's own loop is one of them when it has one), and a loop that
-    /// runs out of work may take it from there until it starts. Once started
-    /// it stays on the loop that started it.
+    /// Spawns a fiber on the runtime. From one of the runtime's own fibers it
+    /// is queued on that fiber's loop; from anywhere else, on the less loaded
+    /// of two loops picked at random. A loop that runs out of work may take
+    /// it from there until it starts; once started it stays on the loop that
+    /// started it.
     ///
     /// # Errors
     /// `NotConnected` once the runtime has shut down.
@@ -523,10 +524,14 @@ impl RuntimeHandle {
 
     /// Queues an unowned task on the loop `Group::place` picks.
     fn placed(&self, body: Body) -> io::Result<Arc<TaskCell>> {
-        let home = self.home();
-        let index = self.group.place(home);
         let cell = Core::remote_task(None, body, crate::DEFAULT_STACK_SIZE);
-        match self.group.push(index, cell.clone(), home == Some(index)) {
+        let queued = if self.home().is_some() {
+            scheduler::with_core(|core| core.push_runtime_task(cell.clone()))
+                .expect("home is this thread's loop")
+        } else {
+            self.group.push(self.group.place(), cell.clone())
+        };
+        match queued {
             Ok(()) => Ok(cell),
             Err(cell) => {
                 cell.abandon(); // never adopted: its body is dropped here

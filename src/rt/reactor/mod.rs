@@ -46,7 +46,6 @@ pub(crate) mod waiters;
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -208,7 +207,7 @@ impl Drop for Registration {
 impl Registration {
     /// False once the loop it is registered with has closed.
     fn is_live(&self) -> bool {
-        !self.shared.closed.load(Ordering::SeqCst)
+        !self.shared.closed.is_closed()
     }
 }
 

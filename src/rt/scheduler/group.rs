@@ -2,24 +2,32 @@
 //! spawned on the runtime waits until a loop adopts it, which loop a spawn
 //! picks, and stealing.
 //!
-//! Each loop's `Shared` has a queue of *unadopted* tasks: an unstarted fiber
-//! (a `Send` closure, no stack yet) or an unpolled `Send` future, whose
-//! `TaskCell` has no owner. Until a loop adopts such a task it is only data,
-//! so it may go to any loop. Adoption makes the adopting loop the owner for
-//! good (`TaskCell::set_owner`), before anything touches the task's
-//! owner-only fields; from then on the task runs, suspends and ends on that
-//! thread. A started fiber never moves: a thread-local's address that LLVM
-//! cached across a stack switch stays right.
+//! Each loop keeps *unadopted* tasks: an unstarted fiber (a `Send` closure,
+//! no stack yet) or an unpolled `Send` future, whose `TaskCell` has no
+//! owner. Those its own fibers spawn go to its deque (a Chase-Lev deque:
+//! the loop takes the newest, thieves the oldest); those spawned from other
+//! threads go to its `Shared::queue`. Until a loop adopts such a task it is
+//! only data, so it may go to any loop. Adoption makes the adopting loop the
+//! owner for good (`TaskCell::set_owner`), before anything touches the
+//! task's owner-only fields; from then on the task runs, suspends and ends
+//! on that thread. A started fiber never moves: a thread-local's address
+//! that LLVM cached across a stack switch stays right.
 //!
-//! - **Placing.** A spawn compares the load (live tasks plus queued ones) of
-//!   two loops and queues on the lighter: from a loop's own fiber, that loop
-//!   and one other picked at random (ties stay home, for locality); from
-//!   elsewhere, two random loops.
-//! - **Adopting.** Each turn a loop adopts a few tasks from its own queue
-//!   (more when it has nothing else to run), never all at once, so that the
-//!   rest stay stealable.
-//! - **Stealing.** A loop with nothing to run and nothing queued takes half
-//!   (at most `STEAL_MAX`) of the first non-empty queue of another loop.
+//! - **Placing.** A spawn from one of the runtime's own fibers goes to that
+//!   loop's deque, and idle loops steal from there (tokio's and Go's rule:
+//!   the spawner's cache is warm, and a parent joining a child on its own
+//!   loop needs no cross-thread wake). A spawn from anywhere else compares
+//!   the load (live tasks plus queued ones) of two random loops and queues on
+//!   the lighter.
+//! - **Adopting.** Each turn a loop moves what other threads queued for it
+//!   into its deque. With nothing ready it adopts the newest task of its
+//!   deque and runs it at once, so a spawn tree runs depth first, as with
+//!   local spawns, and only the fibers on the current path hold stacks.
+//!   While busy it also adopts a few of the oldest each turn, so that nothing
+//!   waits forever behind newer work; the rest stay stealable.
+//! - **Stealing.** A loop with nothing to run and nothing queued moves about
+//!   half (at most `STEAL_MAX` from a queue) of the oldest tasks of another
+//!   loop's deque or queue into its own deque.
 //! - **Waking a thief.** A spawn onto a queue wakes one sleeping loop to
 //!   steal, unless a woken loop has not looked yet (`searching`): one wake in
 //!   flight at a time, as tokio's "searching" workers do.
@@ -34,9 +42,11 @@ use crate::rt::task::TaskCell;
 /// Most tasks one steal takes.
 const STEAL_MAX: usize = 32;
 
-/// Tasks a loop adopts from its own queue per turn: more when idle.
-const ADOPT_IDLE: usize = 16;
+/// Oldest tasks a busy loop adopts per turn, from its own deque.
 const ADOPT_BUSY: usize = 4;
+
+/// Most tasks a turn moves from the loop's queue into its deque.
+const MOVE_MAX: usize = 256;
 
 /// The loops of one runtime.
 pub(crate) struct Group {
@@ -66,17 +76,17 @@ impl Group {
 
     fn load(&self, index: usize) -> usize {
         let shared = &self.loops[index];
-        shared.load.load(Ordering::Relaxed) + shared.queue.len()
+        shared.load.load(Ordering::Relaxed) + shared.queue.len() + shared.stealer.len()
     }
 
-    /// The loop a spawn goes to: the less loaded of two (see the module docs).
-    /// `home` is the caller's own loop, if it is one of ours.
-    pub(crate) fn place(&self, home: Option<usize>) -> usize {
+    /// The loop a spawn from outside the runtime goes to: the less loaded of
+    /// two picked at random.
+    pub(crate) fn place(&self) -> usize {
         let n = self.loops.len();
         if n == 1 {
             return 0;
         }
-        let first = home.unwrap_or_else(|| random_below(n));
+        let first = random_below(n);
         let mut second = random_below(n - 1);
         if second >= first {
             second += 1;
@@ -88,29 +98,19 @@ impl Group {
         }
     }
 
-    /// Queues an unadopted task on loop `index`. `from_home` says the caller
-    /// runs on that loop (which is awake, so needs no wake). Gives the task
-    /// back if that loop has closed.
-    pub(crate) fn push(
-        &self,
-        index: usize,
-        task: Arc<TaskCell>,
-        from_home: bool,
-    ) -> Result<(), Arc<TaskCell>> {
+    /// Queues an unadopted task on loop `index` from another thread (the
+    /// loop's own fibers use `Core::push_runtime_task`). Gives the task back
+    /// if that loop has closed.
+    pub(crate) fn push(&self, index: usize, task: Arc<TaskCell>) -> Result<(), Arc<TaskCell>> {
         let shared = &self.loops[index];
-        if shared.closed.load(Ordering::SeqCst) {
-            return Err(task);
-        }
-        shared.queue.push(task);
-        // SeqCst on both sides (see `Shared::close_queue`): either the loop's
-        // closing drain sees this task, or this sees the loop closed.
-        if shared.closed.load(Ordering::SeqCst) {
-            shared.abandon_queued();
-            return Ok(()); // its handle reports it cancelled
-        }
-        if !from_home {
-            shared.notify();
-        }
+        // Either the loop's closing drain takes this task, or this sees the
+        // loop closed and abandons it (its handle then reports it cancelled).
+        shared.closed.push(
+            task,
+            |task| shared.queue.push(task),
+            || shared.abandon_queued(),
+        )?;
+        shared.notify();
         self.wake_thief(index);
         Ok(())
     }
@@ -132,9 +132,9 @@ impl Group {
         }
     }
 
-    /// Takes up to half (at most `STEAL_MAX`) of another loop's queue for
-    /// loop `thief`, handing each task to `adopt`; returns how many.
-    fn steal(&self, thief: usize, mut adopt: impl FnMut(Arc<TaskCell>)) -> usize {
+    /// Moves about half of the oldest unadopted tasks of another loop into
+    /// `into`, the deque of loop `thief`; returns how many.
+    fn steal(&self, thief: usize, into: &crossbeam_deque::Worker<Arc<TaskCell>>) -> usize {
         let n = self.loops.len();
         let start = random_below(n);
         for k in 0..n {
@@ -142,12 +142,17 @@ impl Group {
             if victim == thief {
                 continue;
             }
-            let queue = &self.loops[victim].queue;
-            let want = queue.len().div_ceil(2).min(STEAL_MAX);
-            let mut got = 0;
-            while got < want {
-                let Some(task) = queue.pop() else { break };
-                adopt(task);
+            let shared = &self.loops[victim];
+            let before = into.len();
+            // `steal_batch` takes about half; retry while it races another thief.
+            while shared.stealer.steal_batch(into).is_retry() {}
+            let mut got = into.len() - before;
+            let want = shared.queue.len().div_ceil(2).min(STEAL_MAX);
+            for _ in 0..want {
+                let Some(task) = shared.queue.pop() else {
+                    break;
+                };
+                into.push(task);
                 got += 1;
             }
             if got > 0 {
@@ -163,15 +168,26 @@ impl Shared {
     pub(crate) fn stats(&self) -> (usize, usize, u64) {
         (
             self.load.load(Ordering::Relaxed),
-            self.queue.len(),
+            self.queue.len() + self.stealer.len(),
             self.stolen.load(Ordering::Relaxed),
         )
     }
 
     /// Ends the tasks still queued here unadopted: their loop has closed.
     pub(crate) fn abandon_queued(&self) {
-        while let Some(task) = self.queue.pop() {
+        while let Some(task) = self.queue.pop().or_else(|| self.steal_oldest()) {
             task.abandon();
+        }
+    }
+
+    /// The oldest task of this loop's deque (its thieves' end).
+    fn steal_oldest(&self) -> Option<Arc<TaskCell>> {
+        loop {
+            match self.stealer.steal() {
+                crossbeam_deque::Steal::Success(task) => return Some(task),
+                crossbeam_deque::Steal::Retry => {}
+                crossbeam_deque::Steal::Empty => return None,
+            }
         }
     }
 }
@@ -201,27 +217,61 @@ impl Core {
             .push_back(Runnable::Task(local.key.get()));
     }
 
-    /// Once a turn: adopts a few tasks from this loop's runtime queue, steals
-    /// from another loop when there is nothing at all to run, and publishes
-    /// this loop's load for placing.
+    /// Queues an unadopted task spawned by one of this loop's fibers on
+    /// this loop's deque. Gives the task back if the loop has closed.
+    pub(crate) fn push_runtime_task(&self, task: Arc<TaskCell>) -> Result<(), Arc<TaskCell>> {
+        let Some((group, index)) = self.group.get() else {
+            return Err(task);
+        };
+        // The loop closes on this thread: nothing to race with here.
+        if self.shared.closed.is_closed() {
+            return Err(task);
+        }
+        self.deque.push(task);
+        group.wake_thief(*index);
+        Ok(())
+    }
+
+    /// With nothing ready: adopts the newest task of this loop's deque and
+    /// hands it back to run now.
+    #[inline]
+    pub(super) fn adopt_newest(&self) -> Option<Runnable> {
+        self.group.get()?;
+        let task = self.deque.pop()?;
+        task.set_owner(&self.shared);
+        let local = task.local(self);
+        local.key.set(self.tasks.borrow_mut().insert(task.clone()));
+        local.queued.set(true);
+        Some(Runnable::Task(local.key.get()))
+    }
+
+    /// Once a turn: adopts a few of the oldest runtime tasks queued here,
+    /// steals from another loop when there is nothing at all to run, and
+    /// publishes this loop's load for placing.
     pub(super) fn take_runtime_work(&self) {
         let Some((group, index)) = self.group.get() else {
             return;
         };
         // Whoever was woken to steal is looking now.
         group.searching.store(false, Ordering::Relaxed);
-        let idle = self.ready.borrow().is_empty();
-        let max = if idle { ADOPT_IDLE } else { ADOPT_BUSY };
-        let mut got = 0;
-        while got < max {
+        // What other threads queued here joins the deque (newest on top).
+        for _ in 0..MOVE_MAX {
             let Some(task) = self.shared.queue.pop() else {
                 break;
             };
-            self.adopt(task);
-            got += 1;
+            self.deque.push(task);
         }
-        if got == 0 && idle {
-            let stolen = group.steal(*index, |task| self.adopt(task));
+        let idle = self.ready.borrow().is_empty();
+        if !idle {
+            // Busy: the oldest get a turn too.
+            for _ in 0..ADOPT_BUSY {
+                let Some(task) = self.shared.steal_oldest() else {
+                    break;
+                };
+                self.adopt(task);
+            }
+        } else if self.deque.is_empty() {
+            let stolen = group.steal(*index, &self.deque);
             if stolen > 0 {
                 self.stolen.set(self.stolen.get() + stolen as u64);
                 self.shared

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_queue::SegQueue;
 
+use super::gate::Gate;
+
 use crate::rt::task::TaskCell;
 
 /// The thread-safe half of a loop.
@@ -27,13 +29,17 @@ pub(crate) struct Shared {
     pub(super) inbox: Mutex<Inbox>,
     /// Set after a push to `inbox`, so the loop need not lock it to look.
     pub(super) inbox_ready: AtomicBool,
-    /// Set when the loop has closed: a remote wake then drops its task at
+    /// Closed when the loop has: a remote wake then drops its task at
     /// once, since no loop will drain the queue (and a task left in it would
-    /// keep itself and this struct alive: a reference cycle).
-    pub(crate) closed: AtomicBool,
-    /// Unadopted tasks of a multi-loop runtime placed on this loop; any loop
-    /// of the runtime may take them (see `group`).
+    /// keep itself and this struct alive: a reference cycle); a runtime
+    /// spawn is refused. See `gate`.
+    pub(crate) closed: Gate,
+    /// Unadopted tasks of a multi-loop runtime placed on this loop from
+    /// other threads; any loop of the runtime may take them (see `group`).
     pub(super) queue: SegQueue<Arc<TaskCell>>,
+    /// The thieves' end of the loop's own deque of unadopted tasks (those
+    /// its own fibers spawned through the runtime).
+    pub(super) stealer: crossbeam_deque::Stealer<Arc<TaskCell>>,
     /// This loop's live tasks, as it last published them (for placing).
     pub(super) load: AtomicUsize,
     /// Tasks this loop has stolen from others, as last published.
@@ -59,22 +65,23 @@ impl Shared {
         if task.remote_queued.swap(true, Ordering::AcqRel) {
             return; // already on its way
         }
-        self.remote.push(task);
-        // SeqCst on both sides (see `close_remote`): either the loop's last
-        // drain sees this task, or this sees the loop closed and drains.
-        if self.closed.load(Ordering::SeqCst) {
-            self.drain_closed();
-            return;
+        // Either the loop's last drain sees this task, or this sees the loop
+        // closed and drains (see `gate`); a refused task is dropped here.
+        let pushed = self
+            .closed
+            .push(task, |task| self.remote.push(task), || self.drain_closed());
+        if pushed.is_ok() {
+            self.notify();
         }
-        self.notify();
     }
 
     /// The loop is closing: remote wakes from now on find no one to run
     /// them. Drops the tasks queued so far.
     pub(crate) fn close_remote(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.drain_closed();
-        self.abandon_queued();
+        self.closed.close(|| {
+            self.drain_closed();
+            self.abandon_queued();
+        });
     }
 
     fn drain_closed(&self) {
@@ -121,5 +128,6 @@ impl Shared {
         !self.remote.is_empty()
             || self.inbox_ready.load(Ordering::Acquire)
             || !self.queue.is_empty()
+            || !self.stealer.is_empty()
     }
 }

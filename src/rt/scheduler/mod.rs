@@ -36,6 +36,7 @@
 //! the idle coroutines and stack reservations; `teardown` closing the loop.
 
 mod context;
+mod gate;
 mod group;
 mod idle;
 mod inject;
@@ -128,6 +129,10 @@ pub(crate) struct Core {
     group: OnceCell<(Arc<Group>, usize)>,
     /// Tasks this loop has stolen from the other loops of its runtime.
     stolen: Cell<u64>,
+    /// The owner's end of this loop's deque of unadopted runtime tasks
+    /// spawned by its own fibers: it takes the newest (depth first, as
+    /// local spawns run), thieves take the oldest (`Shared::stealer`).
+    deque: crossbeam_deque::Worker<Arc<TaskCell>>,
 }
 
 /// Process-unique fiber ids, handed to each thread in blocks to avoid
@@ -154,6 +159,7 @@ impl Core {
         let poll = mio::Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let poller = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let deque = crossbeam_deque::Worker::new_lifo();
         let shared = Arc::new(Shared {
             remote: SegQueue::new(),
             released: SegQueue::new(),
@@ -165,8 +171,9 @@ impl Core {
                 jobs: Vec::new(),
             }),
             inbox_ready: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
+            closed: gate::Gate::new(),
             queue: SegQueue::new(),
+            stealer: deque.stealer(),
             load: AtomicUsize::new(0),
             stolen: AtomicU64::new(0),
         });
@@ -189,6 +196,7 @@ impl Core {
             running: Cell::new(false),
             group: OnceCell::new(),
             stolen: Cell::new(0),
+            deque,
         })
     }
 
@@ -272,7 +280,9 @@ impl Core {
                 return;
             }
             for _ in 0..BUDGET {
-                let Some(next) = self.next_ready() else { break };
+                let Some(next) = self.next_ready().or_else(|| self.adopt_newest()) else {
+                    break;
+                };
                 self.spawn_at.set(0);
                 // `done` can only turn true when a task finishes or a callback
                 // runs, so a fiber that merely yielded or parked skips the check.
@@ -353,7 +363,7 @@ impl Core {
             }
         }
         // Runtime tasks queued here and not stolen: cancelled with the rest.
-        while let Some(task) = self.shared.queue.pop() {
+        while let Some(task) = self.shared.queue.pop().or_else(|| self.deque.pop()) {
             self.adopt(task);
         }
     }
