@@ -39,11 +39,11 @@
 //!
 //! | module | role |
 //! |---|---|
-//! | [`runtime`] | [`run`], [`EventLoop`], [`Handle`]: `call_soon`, `call_later`, `stop`; [`RemoteHandle`] for other threads |
+//! | [`runtime`] | [`run`], [`EventLoop`], [`Handle`]: `call_soon`, `call_later`, `stop`; [`RemoteHandle`] for other threads; [`Runtime`] and [`RuntimeHandle`]: one loop per core, sharing unstarted work |
 //! | the root | fibers: [`spawn`], [`Builder`], [`yield_now`], [`sleep`], [`current`], [`JoinHandle`], [`Fiber`]; [`scope`], [`timeout`]; [`wait`] (a future from a fiber) |
 //! | [`task`] | async tasks on the same loop: [`task::spawn`], [`task::Task`], [`block_on`]; the fiber handles ([`JoinHandle`], [`JoinError`], [`Fiber`], [`FiberId`]) |
 //! | [`time`] | async [`time::sleep`] and [`time::timeout`] |
-//! | [`net`] | blocking-style [`TcpListener`](net::TcpListener), [`TcpStream`](net::TcpStream), [`UdpSocket`](net::UdpSocket), and the Unix-domain [`UnixListener`](net::UnixListener), [`UnixStream`](net::UnixStream), [`UnixDatagram`](net::UnixDatagram) |
+//! | [`net`] | blocking-style [`TcpListener`](net::TcpListener), [`TcpStream`](net::TcpStream), [`UdpSocket`](net::UdpSocket), [`TcpSocket`](net::TcpSocket) (options before `listen`/`connect`), and the Unix-domain [`UnixListener`](net::UnixListener), [`UnixStream`](net::UnixStream), [`UnixDatagram`](net::UnixDatagram) |
 //! | [`async_net`] | the async face of the sockets (`futures-io` traits) |
 //! | [`sync`] | channels, `Mutex`, `RwLock`, `Condvar`, `Semaphore`, `Event`, `Barrier`, `WaitGroup`, `OnceCell`, `Select` — for fibers, tasks and threads |
 //! | [`blocking`] | [`unblock`]/[`unblock_async`]: a blocking call on the loop's bounded thread pool, only the caller waits |
@@ -66,7 +66,9 @@
 //! One loop per OS thread; a fiber never moves to another thread (LLVM may cache
 //! a thread-local's address across a stack switch, so a migrated fiber could
 //! touch the old thread's thread-locals). That is why a fiber's closure need not
-//! be `Send`. Use several threads, each with its own loop, for several cores.
+//! be `Send`. For several cores, a [`Runtime`] runs a loop per thread: work
+//! spawned through its [`RuntimeHandle`] is `Send` and may move to an idle
+//! loop until it starts, never after (`docs/multicore.md`).
 //!
 //! # Stacks
 //!

@@ -295,3 +295,43 @@ fn spawning_after_shutdown_fails_with_not_connected() {
     assert_eq!(ran.load(Ordering::SeqCst), 0);
     assert!(handle.spawn_on(0, || ()).is_err());
 }
+
+/// The CPUs the calling thread may run on.
+fn affinity() -> usize {
+    // SAFETY: `cpu_set_t` is plain bits; sched_getaffinity fills the one we
+    // pass, of the size we pass, for the calling thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set),
+            0
+        );
+        libc::CPU_COUNT(&set) as usize
+    }
+}
+
+#[test]
+fn pinned_loops_run_on_one_cpu_each() {
+    let rt = Runtime::builder()
+        .loops(2)
+        .pin_threads(true)
+        .build()
+        .unwrap();
+    for index in 0..2 {
+        let cpus = rt
+            .handle()
+            .spawn_on(index, affinity)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(cpus, 1, "loop {index} is pinned");
+    }
+    let unpinned = two_loops();
+    let cpus = unpinned
+        .handle()
+        .spawn_on(0, affinity)
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(cpus, affinity(), "unpinned loops keep the process's CPUs");
+}

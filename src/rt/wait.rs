@@ -69,7 +69,7 @@ impl From<WaitError> for io::Error {
 /// A fiber that is unwinding (a panic, or a cancellation) is not left
 /// suspended: the scheduler resumes it at once with `Resume::Refused` (see
 /// `Coro::resume`), and its blocking call returns `Cancelled`.
-#[inline]
+#[inline(always)] // the stack switch stays in the caller's frame (docs/benchmarks.md)
 pub(crate) fn park(reason: Suspend) -> Result<(), WaitError> {
     match fiber::suspend(reason) {
         Resume::Run => Ok(()),
@@ -147,7 +147,7 @@ pub fn wait<F: std::future::Future>(future: F) -> Result<F::Output, crate::Cance
 
 /// Polls `poll` until it is ready, parking the caller in between, or until
 /// `deadline` passes.
-#[inline]
+#[inline(always)] // the stack switch stays in the caller's frame (docs/benchmarks.md)
 pub(crate) fn block_on<T>(
     deadline: Option<Instant>,
     poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
@@ -193,20 +193,14 @@ fn nearest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-#[inline]
+#[inline(always)] // the stack switch stays in the caller's frame (docs/benchmarks.md)
 fn block_on_with<T>(
     deadline: Option<Instant>,
     interruptible: bool,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, WaitError> {
-    if fiber::in_fiber() {
-        // `with_core`'s closure spans the fiber's parks: see its safety note.
-        let waited =
-            scheduler::with_core(|core| block_on_fiber(core, deadline, interruptible, &mut poll));
-        if let Some(waited) = waited {
-            return waited;
-        }
-    }
+    // One inlined copy of the fiber's wait, reached without a closure, so
+    // that the stack switch stays in the caller's frame.
     match fiber_core() {
         Some(core) => block_on_fiber(&core, deadline, interruptible, poll),
         None => {
@@ -237,7 +231,7 @@ fn block_on_with<T>(
     }
 }
 
-#[inline]
+#[inline(always)] // the stack switch stays in the caller's frame (docs/benchmarks.md)
 fn block_on_fiber<T>(
     core: &Core,
     deadline: Option<Instant>,

@@ -1,5 +1,7 @@
 //! The public face of a loop: [`run`], [`EventLoop`], and the asyncio-style
-//! calls on a [`Handle`] (`call_soon`, `call_later`, `call_at`, `time`, `stop`).
+//! calls on a [`Handle`] (`call_soon`, `call_later`, `call_at`, `time`, `stop`);
+//! and of several: [`Runtime`], one loop per thread, with its [`Builder`]
+//! and [`RuntimeHandle`].
 //!
 //! A loop belongs to the thread that created it; [`EventLoop`] and [`Handle`]
 //! are `!Send`, which the compiler checks:

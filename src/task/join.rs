@@ -45,7 +45,7 @@ impl<T: 'static> JoinHandle<T> {
     /// never started), or could not get a stack. Called while the calling
     /// fiber is itself unwinding, `join` cannot wait and reports
     /// [`JoinError::is_cancelled`] unless the fiber has already finished.
-    #[inline]
+    #[inline(always)] // keeps the stack switch in the caller's frame: docs/benchmarks.md
     pub fn join(mut self) -> Result<T, JoinError> {
         let task = self.task.take().expect("join handle used after join");
         if !task.is_complete() {

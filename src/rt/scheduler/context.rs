@@ -30,8 +30,10 @@ impl Drop for Slot {
     }
 }
 
-/// Runs `f` with this thread's loop, if it has one.
-#[inline]
+/// Runs `f` with this thread's loop, if it has one. Always inlined: waits
+/// run inside `f`, and the stack switch must stay in the caller's frame
+/// (docs/benchmarks.md).
+#[inline(always)]
 pub(crate) fn with_core<R>(f: impl FnOnce(&Core) -> R) -> Option<R> {
     let ptr = CORE_PTR.with(Cell::get);
     // SAFETY: `CORE_PTR` is non-null only while `CORE` holds the `Rc` it
@@ -90,7 +92,7 @@ pub(crate) fn wake_task(task: Arc<TaskCell>) {
     });
     if let Some(task) = task {
         // A task not adopted yet needs no wake: adoption queues it.
-        if let Some(shared) = task.owner().cloned() {
+        if let Some(shared) = task.owner() {
             shared.push_remote(task);
         }
     }
@@ -113,7 +115,7 @@ pub(crate) fn wake_local(task: &TaskCell) -> bool {
 /// `Waker`. Returns `None`, having done nothing, for any other caller.
 /// Inlined so the switch happens close to the caller's frame (see
 /// docs/benchmarks.md on the return-address predictor).
-#[inline]
+#[inline(always)]
 pub(crate) fn join_on_same_loop(
     task: &Arc<TaskCell>,
 ) -> Option<Result<(), crate::rt::wait::WaitError>> {

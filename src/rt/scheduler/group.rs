@@ -206,7 +206,7 @@ impl Core {
 
     /// Makes a task this loop's own and queues it behind older work.
     pub(super) fn adopt(&self, task: Arc<TaskCell>) {
-        if task.owner().is_none() {
+        if !task.has_owner() {
             task.set_owner(&self.shared);
         }
         let local = task.local(self);
@@ -233,10 +233,16 @@ impl Core {
     }
 
     /// With nothing ready: adopts the newest task of this loop's deque and
-    /// hands it back to run now.
+    /// hands it back to run now. (A lone loop only checks its group: the rest
+    /// stays out of line, off `run`'s hot path.)
     #[inline]
     pub(super) fn adopt_newest(&self) -> Option<Runnable> {
         self.group.get()?;
+        self.adopt_newest_in_group()
+    }
+
+    #[inline(never)]
+    fn adopt_newest_in_group(&self) -> Option<Runnable> {
         let task = self.deque.pop()?;
         task.set_owner(&self.shared);
         let local = task.local(self);
@@ -248,10 +254,15 @@ impl Core {
     /// Once a turn: adopts a few of the oldest runtime tasks queued here,
     /// steals from another loop when there is nothing at all to run, and
     /// publishes this loop's load for placing.
+    #[inline]
     pub(super) fn take_runtime_work(&self) {
-        let Some((group, index)) = self.group.get() else {
-            return;
-        };
+        if let Some((group, index)) = self.group.get() {
+            self.take_group_work(group, *index);
+        }
+    }
+
+    #[inline(never)]
+    fn take_group_work(&self, group: &Group, index: usize) {
         // Whoever was woken to steal is looking now.
         group.searching.store(false, Ordering::Relaxed);
         // What other threads queued here joins the deque (newest on top).
@@ -271,14 +282,14 @@ impl Core {
                 self.adopt(task);
             }
         } else if self.deque.is_empty() {
-            let stolen = group.steal(*index, &self.deque);
+            let stolen = group.steal(index, &self.deque);
             if stolen > 0 {
                 self.stolen.set(self.stolen.get() + stolen as u64);
                 self.shared
                     .stolen
                     .store(self.stolen.get(), Ordering::Relaxed);
                 // There may be more: let another sleeper look too.
-                group.wake_thief(*index);
+                group.wake_thief(index);
             }
         }
         self.shared

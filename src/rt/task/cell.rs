@@ -32,8 +32,8 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
@@ -65,8 +65,10 @@ pub(crate) struct TaskCell {
     /// Set when the task is made, or, for a task spawned on a multi-loop
     /// runtime, by the loop that adopts it (it may move until then: it is
     /// only a `Send` closure or an unpolled `Send` future). Set once, never
-    /// changed: a task that has an owner stays there.
-    owner: OnceLock<Arc<Shared>>,
+    /// changed: a task that has an owner stays there. Held as the raw
+    /// pointer of one strong count (`Arc::into_raw`), null until set: a plain
+    /// load on every check, and no bigger than an `Arc`.
+    owner: AtomicPtr<Shared>,
     /// The bits other threads read and set (see `state.rs`).
     state: State,
     /// True while the task sits in `shared.remote` (deduplicates remote wakes).
@@ -143,14 +145,11 @@ impl TaskCell {
         owner: Option<Arc<Shared>>,
         body: Body,
     ) -> Arc<TaskCell> {
-        let cell = OnceLock::new();
-        if let Some(owner) = owner {
-            let _ = cell.set(owner);
-        }
+        let owner = owner.map_or(std::ptr::null_mut(), |o| Arc::into_raw(o).cast_mut());
         Arc::new(TaskCell {
             id,
             name: name.clone(),
-            owner: cell,
+            owner: AtomicPtr::new(owner),
             state: State::new(),
             remote_queued: AtomicBool::new(false),
             join: AtomicWaker::new(),
@@ -195,21 +194,47 @@ impl TaskCell {
     /// The loop that owns the task; `None` while a runtime task waits to be
     /// adopted.
     #[inline]
-    pub(crate) fn owner(&self) -> Option<&Arc<Shared>> {
-        self.owner.get()
+    pub(crate) fn owner(&self) -> Option<Arc<Shared>> {
+        let owner = self.owner.load(Ordering::Acquire);
+        if owner.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null `owner` came from `Arc::into_raw` and that count
+        // is released only in `Drop`, so the pointee is alive; we add a count
+        // for the `Arc` we return.
+        Some(unsafe {
+            Arc::increment_strong_count(owner);
+            Arc::from_raw(owner)
+        })
+    }
+
+    /// True if the task has an owner.
+    #[inline]
+    pub(crate) fn has_owner(&self) -> bool {
+        !self.owner.load(Ordering::Acquire).is_null()
     }
 
     /// True if `shared` is the owning loop's.
     #[inline]
     pub(crate) fn is_owned_by(&self, shared: &Arc<Shared>) -> bool {
-        self.owner().is_some_and(|owner| Arc::ptr_eq(owner, shared))
+        std::ptr::eq(self.owner.load(Ordering::Acquire), Arc::as_ptr(shared))
     }
 
     /// Makes `shared`'s loop the owner of a task that had none; called by
     /// that loop, on its thread, before it touches the task's `Local`.
     pub(crate) fn set_owner(&self, shared: &Arc<Shared>) {
-        let set = self.owner.set(shared.clone());
-        assert!(set.is_ok(), "fiberloop: a task was adopted twice");
+        let new = Arc::into_raw(shared.clone()).cast_mut();
+        let set = self.owner.compare_exchange(
+            std::ptr::null_mut(),
+            new,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        if set.is_err() {
+            // SAFETY: `new` came from `Arc::into_raw` just above and was not stored.
+            drop(unsafe { Arc::from_raw(new) });
+            panic!("fiberloop: a task was adopted twice");
+        }
     }
 
     pub(crate) fn is_complete(&self) -> bool {
@@ -295,6 +320,12 @@ impl TaskCell {
 
 impl Drop for TaskCell {
     fn drop(&mut self) {
+        let owner = *self.owner.get_mut();
+        if !owner.is_null() {
+            // SAFETY: the owner's count was taken with `Arc::into_raw` when it
+            // was stored; this is its one release.
+            drop(unsafe { Arc::from_raw(owner) });
+        }
         debug_assert!(
             matches!(*self.local.body.get_mut(), Body::Done),
             "a task was released with a live body"
