@@ -62,6 +62,16 @@ fn clients(addr: SocketAddr) {
     });
 }
 
+/// Every connection was served, and each loop served some of them.
+fn assert_every_loop_served_some(served: &[AtomicUsize]) {
+    let counts: Vec<usize> = served.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert_eq!(counts.iter().sum::<usize>(), CONNECTIONS, "{counts:?}");
+    assert!(
+        counts.iter().all(|&c| c > 0),
+        "every loop served some: {counts:?}"
+    );
+}
+
 fn raise_fd_limit() {
     let needed = (4 * CONNECTIONS + 256) as u64;
     if util::fd_soft_limit() < needed {
@@ -89,12 +99,7 @@ fn a_reuseport_listener_per_loop_spreads_connections_over_every_loop() {
         })
         .unwrap();
     clients(addr);
-    let counts: Vec<usize> = served.iter().map(|c| c.load(Ordering::SeqCst)).collect();
-    assert_eq!(counts.iter().sum::<usize>(), CONNECTIONS, "{counts:?}");
-    assert!(
-        counts.iter().all(|&c| c > 0),
-        "every loop served some: {counts:?}"
-    );
+    assert_every_loop_served_some(&served);
 }
 
 #[test]
@@ -122,10 +127,5 @@ fn one_acceptor_hands_connections_off_to_every_loop() {
         })
         .unwrap();
     clients(addr);
-    let counts: Vec<usize> = served.iter().map(|c| c.load(Ordering::SeqCst)).collect();
-    assert_eq!(counts.iter().sum::<usize>(), CONNECTIONS, "{counts:?}");
-    assert!(
-        counts.iter().all(|&c| c > 0),
-        "every loop served some: {counts:?}"
-    );
+    assert_every_loop_served_some(&served);
 }
