@@ -2,7 +2,6 @@
 //! and the calls a fiber makes on itself ([`yield_now`], [`sleep`],
 //! [`current`]). The coroutine under each fiber is `rt::coro`.
 
-use std::any::Any;
 use std::io;
 use std::panic;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use crate::rt::coro::{in_fiber, Suspend};
 use crate::rt::scheduler;
 use crate::rt::wait;
 use crate::stack;
-use crate::task::{Closure, Fiber, JoinHandle};
+use crate::task::{Fiber, JoinHandle};
 
 /// Installs, once per process, a panic hook that names the fiber a panic
 /// happens in: `thread 'main' fiber #3 'conn' panicked at src/main.rs:9:5:`,
@@ -127,7 +126,7 @@ impl Builder {
         T: 'static,
     {
         let stack_size = self.stack_size.unwrap_or(stack::DEFAULT_STACK_SIZE);
-        let closure: Closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
+        let closure = crate::task::closure(f);
         let name = self.name.map(Arc::from);
         let task = scheduler::with_core(|core| core.spawn(closure, name, stack_size))
             .ok_or_else(no_loop)??;

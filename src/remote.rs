@@ -21,14 +21,13 @@
 //! assert_ne!(worker.join().unwrap(), main_id);
 //! ```
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 
 use crate::rt::scheduler::{Core, RemoteJob, Shared};
-use crate::task::{Body, BoxFuture, Closure, JoinHandle, Task};
+use crate::task::{Body, JoinHandle, Task};
 
 /// A `Send + Sync + Clone` handle to a loop, usable from any thread.
 #[derive(Clone)]
@@ -62,7 +61,7 @@ impl RemoteHandle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let closure: Closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
+        let closure = crate::task::closure(f);
         self.adopt(Body::NotStarted(closure), crate::stack::DEFAULT_STACK_SIZE)
             .map(JoinHandle::new)
     }
@@ -77,7 +76,7 @@ impl RemoteHandle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let future: BoxFuture = Box::pin(async move { Box::new(future.await) as Box<dyn Any> });
+        let future = crate::task::boxed_future(future);
         let cell = self.adopt(Body::Future(future), 0)?;
         Ok(Task::new(JoinHandle::new(cell)))
     }

@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{TcpListener, TcpStream};
 
@@ -211,50 +211,45 @@ macro_rules! tcp_stream_options {
         impl $ty {
             /// Sets `SO_KEEPALIVE`.
             pub fn set_keepalive(&self, on: bool) -> std::io::Result<()> {
-                $crate::net::socket::sock_ref(self).set_keepalive(on)
+                socket2::SockRef::from(self).set_keepalive(on)
             }
 
             /// Reads `SO_KEEPALIVE`.
             pub fn keepalive(&self) -> std::io::Result<bool> {
-                $crate::net::socket::sock_ref(self).keepalive()
+                socket2::SockRef::from(self).keepalive()
             }
 
             /// Sets `SO_LINGER` (see [`TcpSocket::set_linger`](crate::net::TcpSocket::set_linger)).
             pub fn set_linger(&self, linger: Option<std::time::Duration>) -> std::io::Result<()> {
-                $crate::net::socket::sock_ref(self).set_linger(linger)
+                socket2::SockRef::from(self).set_linger(linger)
             }
 
             /// Reads `SO_LINGER`.
             pub fn linger(&self) -> std::io::Result<Option<std::time::Duration>> {
-                $crate::net::socket::sock_ref(self).linger()
+                socket2::SockRef::from(self).linger()
             }
 
             /// Sets `SO_SNDBUF`.
             pub fn set_send_buffer_size(&self, size: usize) -> std::io::Result<()> {
-                $crate::net::socket::sock_ref(self).set_send_buffer_size(size)
+                socket2::SockRef::from(self).set_send_buffer_size(size)
             }
 
             /// Reads `SO_SNDBUF`.
             pub fn send_buffer_size(&self) -> std::io::Result<usize> {
-                $crate::net::socket::sock_ref(self).send_buffer_size()
+                socket2::SockRef::from(self).send_buffer_size()
             }
 
             /// Sets `SO_RCVBUF`.
             pub fn set_recv_buffer_size(&self, size: usize) -> std::io::Result<()> {
-                $crate::net::socket::sock_ref(self).set_recv_buffer_size(size)
+                socket2::SockRef::from(self).set_recv_buffer_size(size)
             }
 
             /// Reads `SO_RCVBUF`.
             pub fn recv_buffer_size(&self) -> std::io::Result<usize> {
-                $crate::net::socket::sock_ref(self).recv_buffer_size()
+                socket2::SockRef::from(self).recv_buffer_size()
             }
         }
     };
 }
-/// The socket behind one of this crate's sockets, for `socket2`'s options.
-pub(crate) fn sock_ref<S: std::os::fd::AsFd>(socket: &S) -> SockRef<'_> {
-    SockRef::from(socket)
-}
-
 tcp_stream_options!(TcpStream);
 tcp_stream_options!(crate::async_net::TcpStream);

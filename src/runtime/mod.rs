@@ -19,7 +19,6 @@
 mod multi;
 pub use multi::{Builder, LoopStats, Runtime, RuntimeHandle};
 
-use std::any::Any;
 use std::cell::Cell;
 use std::fmt;
 use std::io;
@@ -31,7 +30,7 @@ use std::future::Future;
 
 use crate::rt::scheduler::{self, CallbackCell, Core};
 use crate::rt::timer::{TimerAction, TimerKey};
-use crate::task::{BoxFuture, JoinHandle};
+use crate::task::JoinHandle;
 
 /// Usable stack of the main fiber that [`run`] and
 /// [`EventLoop::run_until_complete`] create: 256 KiB, more than other fibers
@@ -135,7 +134,7 @@ impl EventLoop {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        let closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
+        let closure = crate::task::closure(f);
         let task = self
             .core
             .spawn(closure, Some("main".into()), MAIN_STACK_SIZE)
@@ -156,7 +155,7 @@ impl EventLoop {
         F: Future + 'static,
         F::Output: 'static,
     {
-        let future: BoxFuture = Box::pin(async move { Box::new(future.await) as Box<dyn Any> });
+        let future = crate::task::boxed_future(future);
         let main = JoinHandle::<F::Output>::new(self.core.spawn_future(future));
         self.core.run(false, &|| main.is_finished());
         unwrap_main(main)

@@ -48,7 +48,6 @@
 //! docs/multicore.md has the design, the placement and stealing rules, and
 //! what contends as the number of cores grows.
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -60,7 +59,7 @@ use std::thread;
 use super::{unwrap_main, EventLoop, MAIN_STACK_SIZE};
 use crate::remote::closed;
 use crate::rt::scheduler::{self, Core, Group, RemoteJob, Shared};
-use crate::task::{Body, BoxFuture, Closure, JoinHandle, Task, TaskCell};
+use crate::task::{Body, JoinHandle, Task, TaskCell};
 
 /// Configures and starts a [`Runtime`], in the manner of
 /// [`std::thread::Builder`] and tokio's `runtime::Builder`.
@@ -251,7 +250,7 @@ impl Runtime {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let closure: Closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
+        let closure = crate::task::closure(f);
         let main = self
             .handle
             .pinned(0, Body::NotStarted(closure), MAIN_STACK_SIZE)
@@ -270,7 +269,7 @@ impl Runtime {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let future: BoxFuture = Box::pin(async move { Box::new(future.await) as Box<dyn Any> });
+        let future = crate::task::boxed_future(future);
         let main = self
             .handle
             .pinned(0, Body::Future(future), 0)
@@ -378,7 +377,7 @@ impl RuntimeHandle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let closure: Closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
+        let closure = crate::task::closure(f);
         self.placed(Body::NotStarted(closure)).map(JoinHandle::new)
     }
 
@@ -392,7 +391,7 @@ impl RuntimeHandle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let future: BoxFuture = Box::pin(async move { Box::new(future.await) as Box<dyn Any> });
+        let future = crate::task::boxed_future(future);
         let cell = self.placed(Body::Future(future))?;
         Ok(Task::new(JoinHandle::new(cell)))
     }
@@ -407,7 +406,7 @@ impl RuntimeHandle {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let closure: Closure = Box::new(move || Box::new(f()) as Box<dyn Any>);
+        let closure = crate::task::closure(f);
         self.pinned(index, Body::NotStarted(closure), crate::DEFAULT_STACK_SIZE)
             .map(JoinHandle::new)
     }
@@ -512,20 +511,19 @@ impl RuntimeHandle {
             .collect()
     }
 
-    /// The index of the caller's loop if it is one of this runtime's.
-    fn home(&self) -> Option<usize> {
+    /// True if the caller runs on one of this runtime's loops.
+    fn is_home(&self) -> bool {
         scheduler::with_core(|core| {
             core.group()
-                .filter(|(group, _)| Arc::ptr_eq(group, &self.group))
-                .map(|(_, index)| *index)
+                .is_some_and(|(group, _)| Arc::ptr_eq(group, &self.group))
         })
-        .flatten()
+        .unwrap_or(false)
     }
 
     /// Queues an unowned task on the loop `Group::place` picks.
     fn placed(&self, body: Body) -> io::Result<Arc<TaskCell>> {
         let cell = Core::remote_task(None, body, crate::DEFAULT_STACK_SIZE);
-        let queued = if self.home().is_some() {
+        let queued = if self.is_home() {
             scheduler::with_core(|core| core.push_runtime_task(cell.clone()))
                 .expect("home is this thread's loop")
         } else {

@@ -33,10 +33,9 @@
 mod join;
 
 pub use crate::rt::task::JoinError;
-pub(crate) use crate::rt::task::{Body, BoxFuture, Closure, TaskCell};
+pub(crate) use crate::rt::task::{boxed_future, closure, Body, TaskCell};
 pub use join::{Fiber, FiberId, JoinHandle};
 
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -56,7 +55,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    let future: BoxFuture = Box::pin(async move { Box::new(future.await) as Box<dyn Any> });
+    let future = crate::task::boxed_future(future);
     let cell = scheduler::with_core(|core| core.spawn_future(future))
         .expect("fiberloop::task::spawn: no fiberloop event loop on this thread");
     Task {

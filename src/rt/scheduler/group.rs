@@ -206,15 +206,20 @@ impl Core {
 
     /// Makes a task this loop's own and queues it behind older work.
     pub(super) fn adopt(&self, task: Arc<TaskCell>) {
+        let key = self.own(task);
+        self.ready.borrow_mut().push_back(Runnable::Task(key));
+    }
+
+    /// Takes a task into the live-task table as about to run (its owner set
+    /// first if it had none); returns its key.
+    fn own(&self, task: Arc<TaskCell>) -> usize {
         if !task.has_owner() {
             task.set_owner(&self.shared);
         }
         let local = task.local(self);
         local.key.set(self.tasks.borrow_mut().insert(task.clone()));
         local.queued.set(true);
-        self.ready
-            .borrow_mut()
-            .push_back(Runnable::Task(local.key.get()));
+        local.key.get()
     }
 
     /// Queues an unadopted task spawned by one of this loop's fibers on
@@ -244,11 +249,7 @@ impl Core {
     #[inline(never)]
     fn adopt_newest_in_group(&self) -> Option<Runnable> {
         let task = self.deque.pop()?;
-        task.set_owner(&self.shared);
-        let local = task.local(self);
-        local.key.set(self.tasks.borrow_mut().insert(task.clone()));
-        local.queued.set(true);
-        Some(Runnable::Task(local.key.get()))
+        Some(Runnable::Task(self.own(task)))
     }
 
     /// Once a turn: adopts a few of the oldest runtime tasks queued here,
@@ -284,10 +285,9 @@ impl Core {
         } else if self.deque.is_empty() {
             let stolen = group.steal(index, &self.deque);
             if stolen > 0 {
-                self.stolen.set(self.stolen.get() + stolen as u64);
-                self.shared
-                    .stolen
-                    .store(self.stolen.get(), Ordering::Relaxed);
+                // Only this loop writes its count: no read-modify-write needed.
+                let total = self.shared.stolen.load(Ordering::Relaxed) + stolen as u64;
+                self.shared.stolen.store(total, Ordering::Relaxed);
                 // There may be more: let another sleeper look too.
                 group.wake_thief(index);
             }

@@ -42,7 +42,7 @@ pub(crate) struct Shared {
     pub(super) stealer: crossbeam_deque::Stealer<Arc<TaskCell>>,
     /// This loop's live tasks, as it last published them (for placing).
     pub(super) load: AtomicUsize,
-    /// Tasks this loop has stolen from others, as last published.
+    /// Tasks this loop has stolen from others (written by the loop only).
     pub(crate) stolen: AtomicU64,
 }
 

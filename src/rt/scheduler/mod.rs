@@ -127,8 +127,6 @@ pub(crate) struct Core {
     running: Cell<bool>,
     /// The multi-loop runtime this loop belongs to, and its index there.
     group: OnceCell<(Arc<Group>, usize)>,
-    /// Tasks this loop has stolen from the other loops of its runtime.
-    stolen: Cell<u64>,
     /// The owner's end of this loop's deque of unadopted runtime tasks
     /// spawned by its own fibers: it takes the newest (depth first, as
     /// local spawns run), thieves take the oldest (`Shared::stealer`).
@@ -195,7 +193,6 @@ impl Core {
             stopping: Cell::new(false),
             running: Cell::new(false),
             group: OnceCell::new(),
-            stolen: Cell::new(0),
             deque,
         })
     }

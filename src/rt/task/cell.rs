@@ -57,6 +57,26 @@ pub(crate) type Closure = Box<dyn FnOnce() -> Box<dyn Any>>;
 /// What an async task polls.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = Box<dyn Any>>>>;
 
+/// `f` as a fiber's body: its value boxed, so the scheduler stays non-generic.
+#[inline]
+pub(crate) fn closure<F, T>(f: F) -> Closure
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    Box::new(move || Box::new(f()) as Box<dyn Any>)
+}
+
+/// `future` as an async task's body, its output boxed likewise.
+#[inline]
+pub(crate) fn boxed_future<F>(future: F) -> BoxFuture
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    Box::pin(async move { Box::new(future.await) as Box<dyn Any> })
+}
+
 /// One fiber: its identity, its body, and its join slot.
 pub(crate) struct TaskCell {
     pub(crate) id: u64,

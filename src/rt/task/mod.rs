@@ -8,6 +8,6 @@ mod error;
 mod state;
 mod waker;
 
-pub(crate) use cell::{Body, BoxFuture, Closure, Local, Output, TaskCell};
+pub(crate) use cell::{boxed_future, closure, Body, BoxFuture, Closure, Local, Output, TaskCell};
 pub use error::JoinError;
 pub(crate) use waker::waker_ref;
