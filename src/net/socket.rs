@@ -5,7 +5,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -92,47 +91,6 @@ impl TcpSocket {
         self.socket.reuse_port()
     }
 
-    /// Sets `SO_KEEPALIVE`.
-    pub fn set_keepalive(&self, on: bool) -> io::Result<()> {
-        self.socket.set_keepalive(on)
-    }
-
-    /// Reads `SO_KEEPALIVE`.
-    pub fn keepalive(&self) -> io::Result<bool> {
-        self.socket.keepalive()
-    }
-
-    /// Sets `SO_LINGER`: `Some(d)` makes `close` wait up to `d` for unsent
-    /// data (`Some(Duration::ZERO)` resets the connection at close).
-    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
-        self.socket.set_linger(linger)
-    }
-
-    /// Reads `SO_LINGER`.
-    pub fn linger(&self) -> io::Result<Option<Duration>> {
-        self.socket.linger()
-    }
-
-    /// Sets `SO_SNDBUF` (the kernel may round or double it).
-    pub fn set_send_buffer_size(&self, size: usize) -> io::Result<()> {
-        self.socket.set_send_buffer_size(size)
-    }
-
-    /// Reads `SO_SNDBUF`.
-    pub fn send_buffer_size(&self) -> io::Result<usize> {
-        self.socket.send_buffer_size()
-    }
-
-    /// Sets `SO_RCVBUF` (the kernel may round or double it).
-    pub fn set_recv_buffer_size(&self, size: usize) -> io::Result<()> {
-        self.socket.set_recv_buffer_size(size)
-    }
-
-    /// Reads `SO_RCVBUF`.
-    pub fn recv_buffer_size(&self) -> io::Result<usize> {
-        self.socket.recv_buffer_size()
-    }
-
     /// Sets `TCP_NODELAY` (disables Nagle's algorithm).
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.socket.set_tcp_nodelay(on)
@@ -204,8 +162,8 @@ impl TcpSocket {
     }
 }
 
-/// The `socket2` options of a TCP stream type (either face): keepalive,
-/// linger and buffer sizes, read and set on the connected socket.
+/// The `socket2` options shared by `TcpSocket` and both faces' TCP streams:
+/// keepalive, linger and buffer sizes.
 macro_rules! tcp_stream_options {
     ($ty:ty) => {
         impl $ty {
@@ -219,7 +177,8 @@ macro_rules! tcp_stream_options {
                 socket2::SockRef::from(self).keepalive()
             }
 
-            /// Sets `SO_LINGER` (see [`TcpSocket::set_linger`](crate::net::TcpSocket::set_linger)).
+            /// Sets `SO_LINGER`: `Some(d)` makes `close` wait up to `d` for
+            /// unsent data (`Some(Duration::ZERO)` resets the connection at close).
             pub fn set_linger(&self, linger: Option<std::time::Duration>) -> std::io::Result<()> {
                 socket2::SockRef::from(self).set_linger(linger)
             }
@@ -229,7 +188,7 @@ macro_rules! tcp_stream_options {
                 socket2::SockRef::from(self).linger()
             }
 
-            /// Sets `SO_SNDBUF`.
+            /// Sets `SO_SNDBUF` (the kernel may round or double it).
             pub fn set_send_buffer_size(&self, size: usize) -> std::io::Result<()> {
                 socket2::SockRef::from(self).set_send_buffer_size(size)
             }
@@ -239,7 +198,7 @@ macro_rules! tcp_stream_options {
                 socket2::SockRef::from(self).send_buffer_size()
             }
 
-            /// Sets `SO_RCVBUF`.
+            /// Sets `SO_RCVBUF` (the kernel may round or double it).
             pub fn set_recv_buffer_size(&self, size: usize) -> std::io::Result<()> {
                 socket2::SockRef::from(self).set_recv_buffer_size(size)
             }
@@ -251,5 +210,12 @@ macro_rules! tcp_stream_options {
         }
     };
 }
+impl std::os::fd::AsFd for TcpSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+tcp_stream_options!(TcpSocket);
 tcp_stream_options!(TcpStream);
 tcp_stream_options!(crate::async_net::TcpStream);
