@@ -96,6 +96,8 @@ pub mod async_net;
 pub mod blocking;
 mod fiber;
 pub mod generator;
+#[cfg(feature = "hook")]
+pub mod hook;
 pub mod net;
 pub mod process;
 mod remote;

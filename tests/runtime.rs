@@ -51,7 +51,7 @@ fn spawned_work_runs_on_every_loop_and_started_fibers_never_move() {
                     let me = thread::current().id();
                     // Work that holds the loop's thread, so neither loop can
                     // run all of it before the other looks.
-                    thread::sleep(Duration::from_micros(100));
+                    util::hold_thread(Duration::from_micros(100));
                     for i in 0..5 {
                         if i % 2 == 0 {
                             fiberloop::yield_now();
@@ -85,11 +85,11 @@ fn an_idle_loop_steals_unstarted_tasks_from_a_busy_one() {
         let blocker = handle
             .spawn_on(1, move || {
                 h.store(1, Ordering::SeqCst);
-                thread::sleep(Duration::from_millis(100));
+                util::hold_thread(Duration::from_millis(100));
             })
             .unwrap();
         while held.load(Ordering::SeqCst) == 0 {
-            thread::sleep(Duration::from_millis(1));
+            util::hold_thread(Duration::from_millis(1));
         }
         let done = Arc::new(AtomicUsize::new(0));
         let fibers: Vec<_> = (0..200)
@@ -110,7 +110,7 @@ fn an_idle_loop_steals_unstarted_tasks_from_a_busy_one() {
         // here can only run if the other loop takes it.
         let deadline = Instant::now() + Duration::from_secs(20);
         while done.load(Ordering::SeqCst) < 200 && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(1));
+            util::hold_thread(Duration::from_millis(1));
         }
         let ran_on: Vec<_> = fibers.into_iter().map(|f| f.join().unwrap()).collect();
         blocker.join().unwrap();
@@ -138,7 +138,7 @@ fn local_spawns_stay_on_their_loop() {
                 })
             })
             .collect();
-        thread::sleep(Duration::from_millis(50));
+        util::hold_thread(Duration::from_millis(50));
         fibers.into_iter().all(|f| f.join().unwrap())
     });
     assert!(same, "fiberloop::spawn never leaves the spawning loop");

@@ -250,6 +250,14 @@ pub(crate) fn leave_fiber() -> impl Drop {
     Restore(current)
 }
 
+/// Makes this thread count as outside any fiber for good: for the child of a
+/// `fork` made from a fiber, whose one thread is a copy of the fiber's but
+/// has no loop to switch to (the `hook` feature's `pthread_atfork` handler).
+#[cfg(feature = "hook")]
+pub(crate) fn forget_fiber_after_fork() {
+    YIELDER.with(|y| y.set(ptr::null()));
+}
+
 /// True if the running fiber has been asked to cancel.
 pub(crate) fn current_cancelled() -> bool {
     in_fiber()

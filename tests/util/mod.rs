@@ -132,3 +132,14 @@ pub fn peer_gone(error: &std::io::Error) -> bool {
         std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
     )
 }
+
+/// Holds the calling thread for `duration` with a CPU-bound spin: a stall
+/// of the loop (as a blocking call would be without the `hook` feature) that
+/// stays a stall with the feature on, where `std::thread::sleep` in a fiber
+/// parks only the fiber.
+pub fn hold_thread(duration: Duration) {
+    let end = std::time::Instant::now() + duration;
+    while std::time::Instant::now() < end {
+        std::hint::spin_loop();
+    }
+}

@@ -251,7 +251,7 @@ impl<T: AsRawFd> Source<T> {
     /// The readiness tick of `interest`, read before a syscall (0 before the
     /// first wait: no event can come before the source is registered).
     #[inline]
-    fn tick(&self, interest: Interest) -> usize {
+    pub(crate) fn tick(&self, interest: Interest) -> usize {
         self.waiters
             .get()
             .map_or(0, |io| io.tick(interest as usize))
@@ -334,6 +334,20 @@ impl<T: AsRawFd> Source<T> {
                 result => return result,
             }
         };
+        self.wait_io(interest, timeout, tick, op)
+    }
+
+    /// The waiting half of [`do_io`](Self::do_io), for a caller that has just
+    /// seen `op` say `WouldBlock` after reading `tick` (the libc hooks, which
+    /// make their first try without the source).
+    #[inline]
+    pub(crate) fn wait_io<R>(
+        &self,
+        interest: Interest,
+        timeout: Option<Duration>,
+        tick: usize,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
         // Read the clock only now that we know we must wait.
         let deadline = timeout.map(crate::rt::lock::deadline_after);
         if wait::fiber_core().is_none() {
@@ -378,6 +392,21 @@ impl<T: AsRawFd> Source<T> {
         }
     }
 
+    /// The descriptor is about to be closed, or its number now names another
+    /// file: deregisters it and wakes every waiter (they retry their call,
+    /// which must then see that the descriptor is gone). The next wait
+    /// registers it afresh.
+    #[cfg(feature = "hook")]
+    pub(crate) fn reset(&self) {
+        let registration = crate::rt::lock::lock(&self.registration).take();
+        drop(registration); // deregisters while the descriptor is still open
+        if let Some(io) = self.waiters.get() {
+            let mut woken = Vec::new();
+            io.ready(true, true, &mut woken);
+            woken.into_iter().for_each(Waker::wake);
+        }
+    }
+
     /// Leaves `waker` among the waiters for the next `interest` event,
     /// registering the source with this thread's loop first if it is not
     /// registered with a live loop. False if an event came since `tick`.
@@ -411,6 +440,70 @@ impl<T: AsRawFd> Source<T> {
             )),
         }
     }
+}
+
+/// Parks the calling fiber until `check` says ready, waiting between tries
+/// for the next event of any of `sources` (each for its interest): the
+/// several-descriptor wait of `poll(2)` in a fiber. `check` must not block;
+/// `Ok(None)` means nothing is ready yet. Each source's tick is read before
+/// `check`, so an event between `check` and parking is never missed.
+///
+/// # Errors
+/// What `check` returns; a source that cannot be registered (`EPERM` for a
+/// regular file); [`WaitError`] when `deadline` passes or the fiber unwinds.
+#[cfg(feature = "hook")]
+pub(crate) fn wait_any<T: AsRawFd, R>(
+    sources: &[(&Source<T>, Interest)],
+    deadline: Option<std::time::Instant>,
+    mut check: impl FnMut() -> io::Result<Option<R>>,
+) -> Result<io::Result<R>, WaitError> {
+    /// Takes the fiber's waker out of every list on every way out.
+    struct GiveUpAll<'a, T: AsRawFd> {
+        sources: &'a [(&'a Source<T>, Interest)],
+        waker: Option<Waker>,
+    }
+    impl<T: AsRawFd> Drop for GiveUpAll<'_, T> {
+        fn drop(&mut self) {
+            let Some(waker) = self.waker.take() else {
+                return;
+            };
+            for (source, interest) in self.sources {
+                if let Some(io) = source.waiters.get() {
+                    io.remove_waiter(*interest as usize, &waker);
+                }
+            }
+        }
+    }
+    let mut guard = GiveUpAll {
+        sources,
+        waker: None,
+    };
+    let mut ticks = Vec::with_capacity(sources.len());
+    wait::block_on(deadline, |cx| loop {
+        ticks.clear();
+        ticks.extend(
+            sources
+                .iter()
+                .map(|(source, interest)| source.tick(*interest)),
+        );
+        match check() {
+            Ok(None) => {}
+            Ok(Some(ready)) => return Poll::Ready(Ok(ready)),
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+        guard.waker.get_or_insert_with(|| cx.waker().clone());
+        let mut again = false;
+        for ((source, interest), tick) in sources.iter().zip(&ticks) {
+            match source.add_waiter(*interest, cx.waker(), *tick) {
+                Ok(true) => {}
+                Ok(false) => again = true, // an event came meanwhile
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        if !again {
+            return Poll::Pending;
+        }
+    })
 }
 
 /// Removes a waiter that gives up from its source's list when dropped:

@@ -1,0 +1,311 @@
+//! The hooked calls that make descriptors (so that they are tracked), and
+//! the reads and writes that park a fiber on them.
+use std::ffi::c_void;
+use std::io;
+
+use libc::{
+    c_int, iovec, msghdr, pollfd, size_t, sockaddr, socklen_t, ssize_t, EAGAIN, EINPROGRESS,
+};
+
+use super::fds::{self, Fd};
+use super::park::{blocking, errno, fail, park, set_errno};
+use super::real;
+use crate::rt::coro::in_fiber;
+use crate::sys::{self, Interest};
+
+// ---- descriptors made by the process -------------------------------------
+
+/// # Safety
+/// As libc's `socket(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn socket(domain: c_int, kind: c_int, protocol: c_int) -> c_int {
+    // SAFETY: the caller's arguments, forwarded.
+    let fd = unsafe { real::socket()(domain, kind, protocol) };
+    if fd >= 0 {
+        fds::track(fd, kind & libc::SOCK_NONBLOCK != 0);
+    }
+    fd
+}
+
+/// # Safety
+/// As libc's `socketpair(2)`: `sv` points at room for two descriptors.
+#[no_mangle]
+pub unsafe extern "C" fn socketpair(
+    domain: c_int,
+    kind: c_int,
+    protocol: c_int,
+    sv: *mut c_int,
+) -> c_int {
+    // SAFETY: the caller's arguments, forwarded.
+    let result = unsafe { real::socketpair()(domain, kind, protocol, sv) };
+    if result == 0 {
+        // SAFETY: on success the kernel wrote two descriptors at `sv`.
+        let pair = unsafe { [*sv, *sv.add(1)] };
+        pair.into_iter()
+            .for_each(|fd| fds::track(fd, kind & libc::SOCK_NONBLOCK != 0));
+    }
+    result
+}
+
+/// # Safety
+/// As libc's `pipe(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn pipe(fds_out: *mut c_int) -> c_int {
+    // SAFETY: the caller's arguments, forwarded (pipe is pipe2 with no flags).
+    unsafe { pipe2(fds_out, 0) }
+}
+
+/// # Safety
+/// As libc's `pipe2(2)`: `fds_out` points at room for two descriptors.
+#[no_mangle]
+pub unsafe extern "C" fn pipe2(fds_out: *mut c_int, flags: c_int) -> c_int {
+    // SAFETY: the caller's arguments, forwarded.
+    let result = unsafe { real::pipe2()(fds_out, flags) };
+    if result == 0 {
+        // SAFETY: on success the kernel wrote two descriptors at `fds_out`.
+        let pair = unsafe { [*fds_out, *fds_out.add(1)] };
+        pair.into_iter()
+            .for_each(|fd| fds::track(fd, flags & libc::O_NONBLOCK != 0));
+    }
+    result
+}
+
+/// # Safety
+/// As libc's `accept(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: the caller's arguments, forwarded.
+    unsafe { accept4(fd, addr, len, 0) }
+}
+
+/// # Safety
+/// As libc's `accept4(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
+    let accepted = blocking(fd, Interest::Read, false, || unsafe {
+        real::accept4()(fd, addr, len, flags) as isize
+    }) as c_int;
+    if accepted >= 0 {
+        fds::track(accepted, flags & libc::SOCK_NONBLOCK != 0);
+    }
+    accepted
+}
+
+/// # Safety
+/// As libc's `connect(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    let entry = fds::get(fd);
+    let Some(entry) = entry.filter(|entry| entry.parks() && in_fiber()) else {
+        // SAFETY: the caller's arguments, forwarded.
+        let result = unsafe { real::connect()(fd, addr, len) };
+        if result == -1 && errno() == EINPROGRESS && entry.is_some_and(Fd::hides_nonblock) {
+            return outside_connect(fd, entry.expect("checked"));
+        }
+        return result;
+    };
+    if let Err(e) = entry.make_nonblocking(fd) {
+        return fail(&e, false) as c_int;
+    }
+    let generation = entry.generation();
+    let tick = entry.source.tick(Interest::Write);
+    // SAFETY: the caller's arguments, forwarded.
+    let result = unsafe { real::connect()(fd, addr, len) };
+    if result == 0 || errno() != EINPROGRESS {
+        return result;
+    }
+    // A blocking connect's timeout is SO_SNDTIMEO; it fails with ETIMEDOUT here.
+    park(entry, Interest::Write, generation, tick, || connected(fd)) as c_int
+}
+
+/// Outside a fiber, a connect in progress on a socket the hooks made
+/// non-blocking: wait for it as a blocking connect would.
+#[cold]
+fn outside_connect(fd: c_int, entry: &Fd) -> c_int {
+    let deadline = entry
+        .timeout(Interest::Write)
+        .map(crate::rt::lock::deadline_after);
+    loop {
+        match sys::wait_fd(fd, Interest::Write, deadline) {
+            Ok(true) => {}
+            Ok(false) => {
+                return fail(&io::Error::from_raw_os_error(libc::ETIMEDOUT), false) as c_int
+            }
+            Err(e) => return fail(&e, false) as c_int,
+        }
+        match connected(fd) {
+            -1 if errno() == EAGAIN => {}
+            result => return result as c_int,
+        }
+    }
+}
+
+/// Whether a non-blocking connect has finished: `0`, `-1` with `EAGAIN`
+/// while it is in progress, or `-1` with its error.
+fn connected(fd: c_int) -> isize {
+    let mut pfd = pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    match unsafe { real::poll()(&mut pfd, 1, 0) } {
+        0 => {
+            set_errno(EAGAIN);
+            -1
+        }
+        -1 => -1,
+        _ => {
+            let mut error: c_int = 0;
+            let mut len = std::mem::size_of::<c_int>() as socklen_t;
+            // SAFETY: SO_ERROR writes one int into `error`, `len` says so.
+            let got = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_ERROR,
+                    (&raw mut error).cast(),
+                    &mut len,
+                )
+            };
+            match (got, error) {
+                (-1, _) => -1,
+                (_, 0) => 0,
+                (_, error) => {
+                    set_errno(error);
+                    -1
+                }
+            }
+        }
+    }
+}
+
+// ---- reads ---------------------------------------------------------------
+
+/// # Safety
+/// As libc's `read(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
+    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
+    blocking(fd, Interest::Read, false, || unsafe {
+        real::read()(fd, buf, count)
+    })
+}
+
+/// # Safety
+/// As libc's `readv(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
+    blocking(fd, Interest::Read, false, || unsafe {
+        real::readv()(fd, iov, iovcnt)
+    })
+}
+
+/// # Safety
+/// As libc's `recv(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
+    let dontwait = flags & libc::MSG_DONTWAIT != 0;
+    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
+    blocking(fd, Interest::Read, dontwait, || unsafe {
+        real::recv()(fd, buf, len, flags)
+    })
+}
+
+/// # Safety
+/// As libc's `recvfrom(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *mut sockaddr,
+    addrlen: *mut socklen_t,
+) -> ssize_t {
+    let dontwait = flags & libc::MSG_DONTWAIT != 0;
+    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
+    blocking(fd, Interest::Read, dontwait, || unsafe {
+        real::recvfrom()(fd, buf, len, flags, addr, addrlen)
+    })
+}
+
+/// # Safety
+/// As libc's `recvmsg(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    let dontwait = flags & libc::MSG_DONTWAIT != 0;
+    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
+    blocking(fd, Interest::Read, dontwait, || unsafe {
+        real::recvmsg()(fd, msg, flags)
+    })
+}
+
+// ---- writes --------------------------------------------------------------
+
+/// # Safety
+/// As libc's `write(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
+    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
+    blocking(fd, Interest::Write, false, || unsafe {
+        real::write()(fd, buf, count)
+    })
+}
+
+/// # Safety
+/// As libc's `writev(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
+    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
+    blocking(fd, Interest::Write, false, || unsafe {
+        real::writev()(fd, iov, iovcnt)
+    })
+}
+
+/// # Safety
+/// As libc's `send(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
+    let dontwait = flags & libc::MSG_DONTWAIT != 0;
+    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
+    blocking(fd, Interest::Write, dontwait, || unsafe {
+        real::send()(fd, buf, len, flags)
+    })
+}
+
+/// # Safety
+/// As libc's `sendto(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn sendto(
+    fd: c_int,
+    buf: *const c_void,
+    len: size_t,
+    flags: c_int,
+    addr: *const sockaddr,
+    addrlen: socklen_t,
+) -> ssize_t {
+    let dontwait = flags & libc::MSG_DONTWAIT != 0;
+    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
+    blocking(fd, Interest::Write, dontwait, || unsafe {
+        real::sendto()(fd, buf, len, flags, addr, addrlen)
+    })
+}
+
+/// # Safety
+/// As libc's `sendmsg(2)`.
+#[no_mangle]
+pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    let dontwait = flags & libc::MSG_DONTWAIT != 0;
+    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
+    blocking(fd, Interest::Write, dontwait, || unsafe {
+        real::sendmsg()(fd, msg, flags)
+    })
+}
