@@ -1,7 +1,9 @@
 //! Echo server CPU per round trip: fiber server vs async server (same loop
 //! machinery) vs tokio current_thread, with one shared load generator.
 //!
-//! Run: `cargo bench --bench echo_cpu` (about 20 s).
+//! Run: `cargo bench --bench echo_cpu` (about 20 s); with
+//! `cargo bench --features hook --bench echo_cpu`, std's own sockets in
+//! fibers (the `hook` feature) are measured too, as `fiber-std`.
 //!
 //! Method: each server runs on its own thread and accepts `CONNS` connections;
 //! one client thread (plain std sockets, the same code for every model) keeps
@@ -39,6 +41,29 @@ fn server(model: &'static str) -> (SocketAddr, mpsc::Receiver<Duration>) {
     thread::spawn(move || match model {
         "fiber" => fiberloop::run(move || {
             let listener = fiberloop::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let start = thread_cpu();
+            let handlers: Vec<_> = (0..CONNS)
+                .map(|_| {
+                    let (mut s, _) = listener.accept().unwrap();
+                    fiberloop::spawn(move || {
+                        let mut buf = [0; SIZE];
+                        loop {
+                            match s.read(&mut buf) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => s.write_all(&buf[..n]).unwrap(),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            handlers.into_iter().for_each(|h| h.join().unwrap());
+            cpu_tx.send(thread_cpu() - start).unwrap();
+        }),
+        // std's own sockets in fibers, parked by the `hook` feature.
+        #[cfg(feature = "hook")]
+        "fiber-std" => fiberloop::run(move || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             let start = thread_cpu();
             let handlers: Vec<_> = (0..CONNS)
@@ -142,7 +167,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let models = ["fiber", "async", "tokio"];
+    // With `--features hook`, std's sockets in fibers too ("fiber-std").
+    let models: &[&str] = if cfg!(feature = "hook") {
+        &["fiber", "fiber-std", "async", "tokio"]
+    } else {
+        &["fiber", "async", "tokio"]
+    };
     let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); models.len()];
     let mut wall: Vec<Vec<f64>> = vec![Vec::new(); models.len()];
     let trips = (CONNS * ROUNDS) as f64;
@@ -162,14 +192,14 @@ fn main() {
         "echo, {CONNS} connections, {SIZE} B, {ROUNDS} rounds; medians of {REPS}, interleaved"
     );
     println!(
-        "{:<8} {:>22} {:>20} {:>12}",
+        "{:<10} {:>22} {:>20} {:>12}",
         "model", "server CPU / round trip", "wall / round trip", "vs fiber"
     );
     let fiber_cpu = median(cpu[0].clone());
     for (i, model) in models.iter().enumerate() {
         let c = median(cpu[i].clone());
         println!(
-            "{model:<8} {:>19.0} ns {:>17.0} ns {:>11.2}×",
+            "{model:<10} {:>19.0} ns {:>17.0} ns {:>11.2}×",
             c,
             median(wall[i].clone()),
             c / fiber_cpu

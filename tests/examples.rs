@@ -762,3 +762,21 @@ fn graceful_shutdown_finishes_busy_work_closes_idle_and_cancels_the_late() {
         "{out}"
     );
 }
+
+#[cfg(feature = "hook")]
+#[test]
+fn std_crates_overlaps_fifty_ureq_gets_on_one_loop() {
+    let out = run_bounded(example("std_crates"));
+    assert!(
+        out.contains("50 of 50 ureq GETs answered correctly"),
+        "{out}"
+    );
+    // The GETs overlapped: far less than the 5 s they take one after another.
+    let secs: f64 = out
+        .split("all done in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a time in {out}"));
+    assert!(secs < 4.0, "{out}");
+}

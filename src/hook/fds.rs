@@ -32,6 +32,23 @@ const CHUNKS: usize = 1024;
 
 static TABLE: [AtomicPtr<Fd>; CHUNKS] = [const { AtomicPtr::new(std::ptr::null_mut()) }; CHUNKS];
 
+/// One bit per descriptor number: set while the hooks keep it non-blocking
+/// behind a user who did not ask for it (see [`Fd::hides_nonblock`]). The one
+/// thing a call outside a fiber must know before it goes to libc, so it gets
+/// a flat table of its own: a few instructions and no pointer to follow.
+static HIDDEN: [AtomicU64; CHUNKS * CHUNK / 64] =
+    [const { AtomicU64::new(0) }; CHUNKS * CHUNK / 64];
+
+/// True if the hooks made `fd` non-blocking behind its user's back: a
+/// blocking call outside a fiber must then wait itself.
+#[inline(always)]
+pub(super) fn hides_nonblock(fd: RawFd) -> bool {
+    let index = fd as u32 as usize; // a negative number lands past the end
+    HIDDEN
+        .get(index / 64)
+        .is_some_and(|word| word.load(Ordering::Relaxed) & (1 << (index % 64)) != 0)
+}
+
 /// A descriptor number, as the reactor's `Source` wants it (it owns nothing:
 /// the user's code closes the descriptor).
 pub(super) struct Number(RawFd);
@@ -130,6 +147,7 @@ pub(super) fn copy(from: RawFd, to: RawFd) {
         entry
             .flags
             .store(source.flags.load(Ordering::Acquire), Ordering::Release);
+        entry.sync_hidden();
     }
 }
 
@@ -143,8 +161,20 @@ impl Fd {
         }
     }
 
+    /// Brings the number's bit in [`HIDDEN`] in line with its flags.
+    fn sync_hidden(&self) {
+        let index = self.source.get_ref().0 as usize;
+        let bit = 1u64 << (index % 64);
+        if self.hides_nonblock() {
+            HIDDEN[index / 64].fetch_or(bit, Ordering::Relaxed);
+        } else {
+            HIDDEN[index / 64].fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+
     fn forget(&self) {
         self.flags.store(0, Ordering::Release);
+        self.sync_hidden();
         for timeout in &self.timeouts {
             timeout.store(0, Ordering::Relaxed);
         }
@@ -183,6 +213,7 @@ impl Fd {
         } else {
             self.flags.fetch_and(!USER_NONBLOCK, Ordering::AcqRel);
         }
+        self.sync_hidden();
     }
 
     /// Sets `O_NONBLOCK` on `fd` (once), so that a fiber parks instead of the
@@ -202,6 +233,7 @@ impl Fd {
             return Err(io::Error::last_os_error());
         }
         self.flags.fetch_or(SYS_NONBLOCK, Ordering::AcqRel);
+        self.sync_hidden();
         Ok(())
     }
 

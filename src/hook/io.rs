@@ -8,9 +8,9 @@ use libc::{
 };
 
 use super::fds::{self, Fd};
+use super::park::in_fiber;
 use super::park::{blocking, errno, fail, park, set_errno};
 use super::real;
-use crate::rt::coro::in_fiber;
 use crate::sys::{self, Interest};
 
 // ---- descriptors made by the process -------------------------------------
@@ -88,7 +88,7 @@ pub unsafe extern "C" fn accept4(
     flags: c_int,
 ) -> c_int {
     // SAFETY: the caller's arguments, forwarded; each retry passes them again.
-    let accepted = blocking(fd, Interest::Read, false, || unsafe {
+    let accepted = blocking(fd, Interest::Read, false, move || unsafe {
         real::accept4()(fd, addr, len, flags) as isize
     }) as c_int;
     if accepted >= 0 {
@@ -186,126 +186,93 @@ fn connected(fd: c_int) -> isize {
     }
 }
 
-// ---- reads ---------------------------------------------------------------
+// ---- reads and writes ----------------------------------------------------
 
-/// # Safety
-/// As libc's `read(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn read(fd: c_int, buf: *mut c_void, count: size_t) -> ssize_t {
-    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
-    blocking(fd, Interest::Read, false, || unsafe {
-        real::read()(fd, buf, count)
-    })
+/// Each read or write call twice: the exported function, which outside a
+/// fiber (on a descriptor the hooks did not make non-blocking) is a
+/// thread-local test, a bit test and a tail call to libc; and an out-of-line
+/// rest, which does the fiber's parking or the thread's waiting.
+macro_rules! hooked_io {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident / $rest:ident ($fd:ident: c_int $(, $arg:ident: $ty:ty)*),
+            $interest:expr, dontwait: $dontwait:expr;
+    )*) => {$(
+        $(#[$doc])*
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($fd: c_int $(, $arg: $ty)*) -> ssize_t {
+            if !in_fiber() && !fds::hides_nonblock($fd) {
+                if let Some(libc_fn) = real::loaded::$name() {
+                    // SAFETY: the caller's arguments, forwarded.
+                    return unsafe { libc_fn($fd $(, $arg)*) };
+                }
+            }
+            // SAFETY: the caller's arguments, forwarded.
+            unsafe { $rest($fd $(, $arg)*) }
+        }
+
+        /// The rest of the hooked call of the same name.
+        ///
+        /// # Safety
+        /// As that call.
+        #[cold]
+        #[inline(never)]
+        unsafe extern "C" fn $rest($fd: c_int $(, $arg: $ty)*) -> ssize_t {
+            let dontwait: bool = $dontwait;
+            // SAFETY: the caller's arguments, forwarded; each retry passes
+            // them again.
+            blocking($fd, $interest, dontwait, move || unsafe { real::$name()($fd $(, $arg)*) })
+        }
+    )*};
 }
 
-/// # Safety
-/// As libc's `readv(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn readv(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
-    blocking(fd, Interest::Read, false, || unsafe {
-        real::readv()(fd, iov, iovcnt)
-    })
-}
-
-/// # Safety
-/// As libc's `recv(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn recv(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int) -> ssize_t {
-    let dontwait = flags & libc::MSG_DONTWAIT != 0;
-    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
-    blocking(fd, Interest::Read, dontwait, || unsafe {
-        real::recv()(fd, buf, len, flags)
-    })
-}
-
-/// # Safety
-/// As libc's `recvfrom(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn recvfrom(
-    fd: c_int,
-    buf: *mut c_void,
-    len: size_t,
-    flags: c_int,
-    addr: *mut sockaddr,
-    addrlen: *mut socklen_t,
-) -> ssize_t {
-    let dontwait = flags & libc::MSG_DONTWAIT != 0;
-    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
-    blocking(fd, Interest::Read, dontwait, || unsafe {
-        real::recvfrom()(fd, buf, len, flags, addr, addrlen)
-    })
-}
-
-/// # Safety
-/// As libc's `recvmsg(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    let dontwait = flags & libc::MSG_DONTWAIT != 0;
-    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
-    blocking(fd, Interest::Read, dontwait, || unsafe {
-        real::recvmsg()(fd, msg, flags)
-    })
-}
-
-// ---- writes --------------------------------------------------------------
-
-/// # Safety
-/// As libc's `write(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, count: size_t) -> ssize_t {
-    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
-    blocking(fd, Interest::Write, false, || unsafe {
-        real::write()(fd, buf, count)
-    })
-}
-
-/// # Safety
-/// As libc's `writev(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> ssize_t {
-    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
-    blocking(fd, Interest::Write, false, || unsafe {
-        real::writev()(fd, iov, iovcnt)
-    })
-}
-
-/// # Safety
-/// As libc's `send(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, len: size_t, flags: c_int) -> ssize_t {
-    let dontwait = flags & libc::MSG_DONTWAIT != 0;
-    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
-    blocking(fd, Interest::Write, dontwait, || unsafe {
-        real::send()(fd, buf, len, flags)
-    })
-}
-
-/// # Safety
-/// As libc's `sendto(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn sendto(
-    fd: c_int,
-    buf: *const c_void,
-    len: size_t,
-    flags: c_int,
-    addr: *const sockaddr,
-    addrlen: socklen_t,
-) -> ssize_t {
-    let dontwait = flags & libc::MSG_DONTWAIT != 0;
-    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
-    blocking(fd, Interest::Write, dontwait, || unsafe {
-        real::sendto()(fd, buf, len, flags, addr, addrlen)
-    })
-}
-
-/// # Safety
-/// As libc's `sendmsg(2)`.
-#[no_mangle]
-pub unsafe extern "C" fn sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    let dontwait = flags & libc::MSG_DONTWAIT != 0;
-    // SAFETY: the caller's arguments, forwarded; each retry passes them again.
-    blocking(fd, Interest::Write, dontwait, || unsafe {
-        real::sendmsg()(fd, msg, flags)
-    })
+hooked_io! {
+    /// # Safety
+    /// As libc's `read(2)`.
+    fn read / read_rest(fd: c_int, buf: *mut c_void, count: size_t), Interest::Read, dontwait: false;
+    /// # Safety
+    /// As libc's `readv(2)`.
+    fn readv / readv_rest(fd: c_int, iov: *const iovec, iovcnt: c_int), Interest::Read, dontwait: false;
+    /// # Safety
+    /// As libc's `recv(2)`.
+    fn recv / recv_rest(fd: c_int, buf: *mut c_void, len: size_t, flags: c_int),
+        Interest::Read, dontwait: flags & libc::MSG_DONTWAIT != 0;
+    /// # Safety
+    /// As libc's `recvfrom(2)`.
+    fn recvfrom / recvfrom_rest(
+        fd: c_int,
+        buf: *mut c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *mut sockaddr,
+        addrlen: *mut socklen_t
+    ), Interest::Read, dontwait: flags & libc::MSG_DONTWAIT != 0;
+    /// # Safety
+    /// As libc's `recvmsg(2)`.
+    fn recvmsg / recvmsg_rest(fd: c_int, msg: *mut msghdr, flags: c_int),
+        Interest::Read, dontwait: flags & libc::MSG_DONTWAIT != 0;
+    /// # Safety
+    /// As libc's `write(2)`.
+    fn write / write_rest(fd: c_int, buf: *const c_void, count: size_t), Interest::Write, dontwait: false;
+    /// # Safety
+    /// As libc's `writev(2)`.
+    fn writev / writev_rest(fd: c_int, iov: *const iovec, iovcnt: c_int), Interest::Write, dontwait: false;
+    /// # Safety
+    /// As libc's `send(2)`.
+    fn send / send_rest(fd: c_int, buf: *const c_void, len: size_t, flags: c_int),
+        Interest::Write, dontwait: flags & libc::MSG_DONTWAIT != 0;
+    /// # Safety
+    /// As libc's `sendto(2)`.
+    fn sendto / sendto_rest(
+        fd: c_int,
+        buf: *const c_void,
+        len: size_t,
+        flags: c_int,
+        addr: *const sockaddr,
+        addrlen: socklen_t
+    ), Interest::Write, dontwait: flags & libc::MSG_DONTWAIT != 0;
+    /// # Safety
+    /// As libc's `sendmsg(2)`.
+    fn sendmsg / sendmsg_rest(fd: c_int, msg: *const msghdr, flags: c_int),
+        Interest::Write, dontwait: flags & libc::MSG_DONTWAIT != 0;
 }

@@ -5,9 +5,9 @@ use std::panic::{self};
 
 use libc::{addrinfo, c_char, c_int};
 
+use super::park::in_fiber;
 use super::park::{caught, errno, errno_of, set_errno};
 use super::real;
-use crate::rt::coro::in_fiber;
 
 // ---- name lookup -----------------------------------------------------------
 

@@ -16,7 +16,8 @@ use libc::{c_int, EAGAIN};
 
 use super::fds::{self, Fd};
 use super::real;
-use crate::rt::coro::{in_fiber, ForcedUnwind};
+use crate::rt::coro::ForcedUnwind;
+pub(super) use crate::sys::fiber_flag::get as in_fiber;
 use crate::sys::{self, Interest};
 
 /// Set in the child of a `fork`: the fd table's locks may have been held by
@@ -116,6 +117,10 @@ pub(super) fn cvt(result: isize) -> io::Result<isize> {
 
 /// One blocking call on `fd` for `interest`; `op` makes the real call.
 /// `dontwait`: the call's own flags asked for non-blocking (`MSG_DONTWAIT`).
+///
+/// Outside a fiber this is a thread-local test and a bit test, then libc's
+/// function as a tail call; everything else is out of line (callgrind
+/// figures in docs/hook.md).
 #[inline(always)]
 pub(super) fn blocking(
     fd: c_int,
@@ -126,24 +131,26 @@ pub(super) fn blocking(
     if in_fiber() {
         return in_fiber_call(fd, interest, dontwait, op);
     }
-    let result = op();
-    if result == -1 && !dontwait && errno() == EAGAIN {
-        return outside_would_block(fd, interest, op);
+    if fds::hides_nonblock(fd) && !dontwait {
+        return outside_blocking(fd, interest, op);
     }
-    result
+    op()
 }
 
-/// Outside a fiber, a call said `EAGAIN`: if the user did not ask for
-/// non-blocking and the hooks set it (a fiber used the descriptor before),
-/// block the thread as the kernel would have, honouring the socket's timeout.
+/// Outside a fiber, on a descriptor the hooks made non-blocking (a fiber
+/// used it before) although its user did not ask for that: block the thread
+/// as the kernel would have, honouring the socket's timeout.
 #[cold]
-fn outside_would_block(fd: c_int, interest: Interest, mut op: impl FnMut() -> isize) -> isize {
-    let Some(entry) = fds::get(fd).filter(|entry| entry.hides_nonblock()) else {
-        set_errno(EAGAIN);
-        return -1;
-    };
-    let deadline = entry.timeout(interest).map(crate::rt::lock::deadline_after);
+#[inline(never)]
+fn outside_blocking(fd: c_int, interest: Interest, mut op: impl FnMut() -> isize) -> isize {
+    let deadline = fds::get(fd)
+        .and_then(|entry| entry.timeout(interest))
+        .map(crate::rt::lock::deadline_after);
     loop {
+        let result = op();
+        if result != -1 || errno() != EAGAIN {
+            return result;
+        }
         match sys::wait_fd(fd, interest, deadline) {
             Ok(true) => {}
             Ok(false) => {
@@ -152,16 +159,12 @@ fn outside_would_block(fd: c_int, interest: Interest, mut op: impl FnMut() -> is
             }
             Err(e) => return fail(&e, true),
         }
-        let result = op();
-        if result != -1 || errno() != EAGAIN {
-            return result;
-        }
     }
 }
 
 /// In a fiber: try the call; on `EAGAIN` park the fiber until the descriptor
 /// is ready, then try again.
-#[inline(always)]
+#[inline(never)]
 fn in_fiber_call(
     fd: c_int,
     interest: Interest,

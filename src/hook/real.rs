@@ -37,6 +37,24 @@ macro_rules! real {
             }
         )*
 
+        /// The same functions without the lookup fallback: `None` before the
+        /// constructor ran. For the hot paths, which then fall back to their
+        /// out-of-line rest (so that they need no stack frame of their own).
+        #[allow(dead_code)] // only the hot calls use it
+        pub(super) mod loaded {
+            use super::*;
+            $(
+                /// libc's definition of this function, if looked up already.
+                #[inline(always)]
+                pub(in crate::hook) fn $name() -> Option<$ty> {
+                    let f = super::slot::$name.load(Ordering::Relaxed);
+                    // SAFETY: as in the getter of the same name: a non-null
+                    // slot holds libc's function of this C signature.
+                    (!f.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, $ty>(f) })
+                }
+            )*
+        }
+
         /// Looks every function up; called once, before `main`.
         pub(super) fn resolve_all() {
             $(resolve(concat!(stringify!($name), "\0"), &slot::$name);)*

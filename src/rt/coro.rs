@@ -135,7 +135,7 @@ impl Coro {
             let slots = root_slots;
             let mut next = first;
             loop {
-                YIELDER.with(|y| y.set(yielder));
+                set_yielder(yielder);
                 let job = match next {
                     Resume::Run => slots.start.take(),
                     Resume::Unwind | Resume::Retire | Resume::Refused => None,
@@ -207,7 +207,7 @@ impl Coro {
         fault::set_running(fault);
         let result = self.0.coroutine.resume(how);
         fault::set_running(ptr::null());
-        YIELDER.with(|y| y.set(ptr::null()));
+        set_yielder(ptr::null());
         result
     }
 
@@ -221,7 +221,7 @@ impl Coro {
     pub(crate) fn retire(self) -> Stack {
         let CoroState { mut coroutine, .. } = *self.0;
         let result = coroutine.resume(Resume::Retire);
-        YIELDER.with(|y| y.set(ptr::null()));
+        set_yielder(ptr::null());
         debug_assert!(matches!(result, CoroutineResult::Return(())));
         coroutine.into_stack()
     }
@@ -239,13 +239,13 @@ pub(crate) fn leave_fiber() -> impl Drop {
         #[inline]
         fn drop(&mut self) {
             if !self.0.is_null() {
-                YIELDER.with(|y| y.set(self.0));
+                set_yielder(self.0);
             }
         }
     }
     let current = YIELDER.with(Cell::get);
     if !current.is_null() {
-        YIELDER.with(|y| y.set(ptr::null()));
+        set_yielder(ptr::null());
     }
     Restore(current)
 }
@@ -255,7 +255,7 @@ pub(crate) fn leave_fiber() -> impl Drop {
 /// has no loop to switch to (the `hook` feature's `pthread_atfork` handler).
 #[cfg(feature = "hook")]
 pub(crate) fn forget_fiber_after_fork() {
-    YIELDER.with(|y| y.set(ptr::null()));
+    set_yielder(ptr::null());
 }
 
 /// True if the running fiber has been asked to cancel.
@@ -266,6 +266,15 @@ pub(crate) fn current_cancelled() -> bool {
         })
         .flatten()
         .unwrap_or(false)
+}
+
+/// Records the running fiber's yielder (null: no fiber runs), and, with the
+/// `hook` feature, the one-word flag its interposed calls test first.
+#[inline(always)]
+fn set_yielder(yielder: *const Yielder) {
+    YIELDER.with(|y| y.set(yielder));
+    #[cfg(feature = "hook")]
+    crate::sys::fiber_flag::set(!yielder.is_null());
 }
 
 /// True when called from inside a fiber.
@@ -284,6 +293,6 @@ pub(crate) fn suspend(reason: Suspend) -> Resume {
     // suspend). That yielder lives as long as the coroutine, which is running,
     // and we are on its stack.
     let resume = unsafe { &*yielder }.suspend(reason);
-    YIELDER.with(|y| y.set(yielder));
+    set_yielder(yielder);
     resume
 }

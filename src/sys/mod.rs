@@ -23,6 +23,8 @@ use std::os::fd::RawFd;
 use std::time::Instant;
 
 pub(crate) mod fault;
+#[cfg(feature = "hook")]
+pub(crate) mod fiber_flag;
 pub(crate) mod signals;
 pub(crate) mod stack;
 

@@ -50,9 +50,23 @@ extern "C" fn on_signal(signo: libc::c_int) {
             let fd = slot.write_fd.load(Ordering::Acquire);
             let byte = signo as u8;
             // SAFETY: `fd` is a pipe this module created and never closes;
-            // `write` is async-signal-safe. A full pipe drops the byte (the
-            // listener has unread deliveries of this kind anyway).
-            unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+            // the raw `write` system call is async-signal-safe (and no libc
+            // hook of the `hook` feature sits in its way). A full pipe drops
+            // the byte (the listener has unread deliveries of this kind anyway).
+            #[cfg(target_os = "linux")]
+            unsafe {
+                libc::syscall(
+                    libc::SYS_write,
+                    fd,
+                    (&raw const byte).cast::<libc::c_void>(),
+                    1usize,
+                )
+            };
+            // SAFETY: as above, through libc (no hooks exist off Linux).
+            #[cfg(not(target_os = "linux"))]
+            unsafe {
+                libc::write(fd, (&raw const byte).cast(), 1)
+            };
         }
     }
     // SAFETY: as above.
