@@ -12,6 +12,8 @@
 //!   previous handler for every other fault;
 //! - [`signals`]: Unix signals delivered as bytes into a pipe the loop reads
 //!   (the self-pipe trick), for `fiberloop::signal`;
+//! - `fiber_flag` (feature `hook`): the one-word "a fiber runs on this
+//!   thread" flag that the libc hooks test first;
 //! - [`wait_fd`]: a blocking wait for readiness of one descriptor, used when the
 //!   crate's sockets are driven from a plain thread outside any event loop.
 //!
