@@ -66,8 +66,10 @@ pub unsafe extern "C" fn poll(fds_in: *mut pollfd, nfds: nfds_t, timeout: c_int)
     }));
     match waited {
         Ok(Ok(Ok(ready))) => ready,
-        Ok(Ok(Err(e))) if e.raw_os_error() == Some(libc::EPERM) => {
-            // A descriptor epoll cannot watch (a regular file: always ready).
+        Ok(Ok(Err(e))) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EEXIST)) => {
+            // A descriptor this loop's epoll cannot watch: a regular file
+            // (always ready), or one already registered there by its own
+            // `Source` (a `fiberloop::net` socket). Wait as libc would.
             let left = deadline.map_or(-1, |d| {
                 d.saturating_duration_since(Instant::now())
                     .as_millis()
