@@ -180,3 +180,16 @@ fn a_fiber_parked_in_a_std_read_can_be_cancelled() {
         assert!(reader.join().unwrap_err().is_cancelled());
     });
 }
+
+#[test]
+fn a_refused_std_connect_in_a_fiber_says_connection_refused() {
+    fiberloop::run(|| {
+        // A port that was just free: nothing listens there.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = TcpStream::connect(addr).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+    });
+}

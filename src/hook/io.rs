@@ -105,8 +105,10 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
     let Some(entry) = entry.filter(|entry| entry.parks() && in_fiber()) else {
         // SAFETY: the caller's arguments, forwarded.
         let result = unsafe { real::connect()(fd, addr, len) };
-        if result == -1 && errno() == EINPROGRESS && entry.is_some_and(Fd::hides_nonblock) {
-            return outside_connect(fd, entry.expect("checked"));
+        if result == -1 && errno() == EINPROGRESS {
+            if let Some(entry) = entry.filter(|entry| entry.hides_nonblock()) {
+                return outside_connect(fd, entry);
+            }
         }
         return result;
     };
@@ -120,8 +122,13 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
     if result == 0 || errno() != EINPROGRESS {
         return result;
     }
-    // A blocking connect's timeout is SO_SNDTIMEO; it fails with ETIMEDOUT here.
-    park(entry, Interest::Write, generation, tick, || connected(fd)) as c_int
+    // A blocking connect's timeout is SO_SNDTIMEO; it fails with ETIMEDOUT here
+    // (`connected` never leaves EAGAIN behind: that is "still waiting").
+    let result = park(entry, Interest::Write, generation, tick, || connected(fd)) as c_int;
+    if result == -1 && errno() == EAGAIN {
+        set_errno(libc::ETIMEDOUT);
+    }
+    result
 }
 
 /// Outside a fiber, a connect in progress on a socket the hooks made
