@@ -33,6 +33,31 @@ fn thread_cpu() -> Duration {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
+/// The fiber server: a fiber per accepted connection echoing until EOF;
+/// sends the loop thread's CPU time once all have ended.
+fn fiber_echo<S: Read + Write + 'static>(
+    mut accept: impl FnMut() -> S,
+    cpu_tx: &mpsc::Sender<Duration>,
+) {
+    let start = thread_cpu();
+    let handlers: Vec<_> = (0..CONNS)
+        .map(|_| {
+            let mut s = accept();
+            fiberloop::spawn(move || {
+                let mut buf = [0; SIZE];
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => s.write_all(&buf[..n]).unwrap(),
+                    }
+                }
+            })
+        })
+        .collect();
+    handlers.into_iter().for_each(|h| h.join().unwrap());
+    cpu_tx.send(thread_cpu() - start).unwrap();
+}
+
 /// Starts a server thread for `model`; returns its address and a receiver for
 /// its CPU time once all connections have closed.
 fn server(model: &'static str) -> (SocketAddr, mpsc::Receiver<Duration>) {
@@ -42,46 +67,14 @@ fn server(model: &'static str) -> (SocketAddr, mpsc::Receiver<Duration>) {
         "fiber" => fiberloop::run(move || {
             let listener = fiberloop::net::TcpListener::bind("127.0.0.1:0").unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let start = thread_cpu();
-            let handlers: Vec<_> = (0..CONNS)
-                .map(|_| {
-                    let (mut s, _) = listener.accept().unwrap();
-                    fiberloop::spawn(move || {
-                        let mut buf = [0; SIZE];
-                        loop {
-                            match s.read(&mut buf) {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => s.write_all(&buf[..n]).unwrap(),
-                            }
-                        }
-                    })
-                })
-                .collect();
-            handlers.into_iter().for_each(|h| h.join().unwrap());
-            cpu_tx.send(thread_cpu() - start).unwrap();
+            fiber_echo(|| listener.accept().unwrap().0, &cpu_tx);
         }),
         // std's own sockets in fibers, parked by the `hook` feature.
         #[cfg(feature = "hook")]
         "fiber-std" => fiberloop::run(move || {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let start = thread_cpu();
-            let handlers: Vec<_> = (0..CONNS)
-                .map(|_| {
-                    let (mut s, _) = listener.accept().unwrap();
-                    fiberloop::spawn(move || {
-                        let mut buf = [0; SIZE];
-                        loop {
-                            match s.read(&mut buf) {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => s.write_all(&buf[..n]).unwrap(),
-                            }
-                        }
-                    })
-                })
-                .collect();
-            handlers.into_iter().for_each(|h| h.join().unwrap());
-            cpu_tx.send(thread_cpu() - start).unwrap();
+            fiber_echo(|| listener.accept().unwrap().0, &cpu_tx);
         }),
         "async" => fiberloop::block_on(async move {
             use futures_lite::{AsyncReadExt, AsyncWriteExt};

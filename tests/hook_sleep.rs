@@ -3,7 +3,11 @@
 //! scopes reach it.
 #![cfg(feature = "hook")]
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+mod util;
 
 #[test]
 fn a_thousand_fibers_sleeping_with_std_overlap() {
@@ -32,20 +36,14 @@ fn a_thousand_fibers_sleeping_with_std_overlap() {
 #[test]
 fn other_fibers_run_while_one_sleeps_with_std() {
     fiberloop::run(|| {
-        let ticks = fiberloop::spawn(|| {
-            let mut ticks = 0;
-            let end = Instant::now() + Duration::from_millis(150);
-            while Instant::now() < end {
-                fiberloop::sleep(Duration::from_millis(5));
-                ticks += 1;
-            }
-            ticks
-        });
-        let sleeper = fiberloop::spawn(|| std::thread::sleep(Duration::from_millis(100)));
-        sleeper.join().unwrap();
-        // The ticker ran during the std sleep (blocked, it would count 0
-        // ticks in those 100 ms and about 10 in the 50 ms after).
-        assert!(ticks.join().unwrap() >= 15);
+        let (ticks, stop) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(false)));
+        let ticker = util::spawn_ticker(ticks.clone(), stop.clone());
+        let before = ticks.get();
+        std::thread::sleep(Duration::from_millis(100));
+        // Blocked, the loop could not have run the ticker during the sleep.
+        assert!(ticks.get() > before, "the ticker ran during the std sleep");
+        stop.set(true);
+        ticker.join().unwrap();
     });
 }
 

@@ -143,3 +143,18 @@ pub fn hold_thread(duration: Duration) {
         std::hint::spin_loop();
     }
 }
+
+/// A fiber that counts 5 ms ticks into `count` until `stop` is set: a probe
+/// for "the loop ran other fibers meanwhile" (read `count` before and after
+/// a call; a call that held the loop's thread leaves it unchanged).
+pub fn spawn_ticker(
+    count: std::rc::Rc<std::cell::Cell<usize>>,
+    stop: std::rc::Rc<std::cell::Cell<bool>>,
+) -> fiberloop::JoinHandle<()> {
+    fiberloop::spawn(move || {
+        while !stop.get() {
+            fiberloop::sleep(Duration::from_millis(5));
+            count.set(count.get() + 1);
+        }
+    })
+}
