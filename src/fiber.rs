@@ -15,33 +15,37 @@ use crate::task::{Fiber, JoinHandle};
 
 /// Installs, once per process, a panic hook that names the fiber a panic
 /// happens in: `thread 'main' fiber #3 'conn' panicked at src/main.rs:9:5:`,
-/// where std's own hook can only name the thread. Outside fibers it hands
+/// where std's own hook can only name the thread, and after the message says
+/// where the fiber was spawned (`note: fiber #3 'conn' was spawned at ..`). Outside fibers it hands
 /// over to the hook that was there before. A hook set later replaces it.
 pub(crate) fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| match running_fiber_label() {
-            Some(label) => report_fiber_panic(&label, info),
+            Some((label, spawned)) => report_fiber_panic(&label, spawned, info),
             None => previous(info),
         }));
     });
 }
 
-/// `fiber #3 'conn'` (or `fiber #3`) for the running fiber, if any.
-fn running_fiber_label() -> Option<String> {
+/// `fiber #3 'conn'` (or `fiber #3`) for the running fiber, if any, with
+/// where it was spawned.
+fn running_fiber_label() -> Option<(String, &'static panic::Location<'static>)> {
     if !in_fiber() {
         return None;
     }
     let task = scheduler::with_core(|core| core.current_task()).flatten()?;
-    Some(match &task.name {
+    let label = match &task.name {
         Some(name) => format!("fiber #{} '{name}'", task.id),
         None => format!("fiber #{}", task.id),
-    })
+    };
+    Some((label, task.location))
 }
 
-/// Prints a panic the way std's default hook does, with the fiber named.
-fn report_fiber_panic(label: &str, info: &panic::PanicHookInfo<'_>) {
+/// Prints a panic the way std's default hook does, with the fiber named and
+/// where it was spawned.
+fn report_fiber_panic(label: &str, spawned: &panic::Location<'_>, info: &panic::PanicHookInfo<'_>) {
     use std::backtrace::{Backtrace, BacktraceStatus};
     use std::sync::atomic::{AtomicBool, Ordering};
     static NOTED: AtomicBool = AtomicBool::new(false);
@@ -64,7 +68,8 @@ fn report_fiber_panic(label: &str, info: &panic::PanicHookInfo<'_>) {
         _ => String::new(),
     };
     eprint!(
-        "thread '{}' {label} panicked{location}:\n{message}\n{tail}",
+        "thread '{}' {label} panicked{location}:\n{message}\n\
+         note: {label} was spawned at {spawned}\n{tail}",
         thread.name().unwrap_or("<unnamed>")
     );
 }
@@ -120,6 +125,7 @@ impl Builder {
     /// - `InvalidInput` for an impossible stack size;
     /// - `OutOfMemory` when no stack can be mapped; the message says whether
     ///   memory or the kernel's `vm.max_map_count` ran out, and how to raise it.
+    #[track_caller] // the spawn location (`Fiber::spawn_location`)
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + 'static,
@@ -128,7 +134,8 @@ impl Builder {
         let stack_size = self.stack_size.unwrap_or(stack::DEFAULT_STACK_SIZE);
         let closure = crate::task::closure(f);
         let name = self.name.map(Arc::from);
-        let task = scheduler::with_core(|core| core.spawn(closure, name, stack_size))
+        let location = panic::Location::caller();
+        let task = scheduler::with_core(|core| core.spawn(closure, name, stack_size, location))
             .ok_or_else(no_loop)??;
         Ok(JoinHandle::new(task))
     }
@@ -153,6 +160,7 @@ fn no_loop() -> io::Error {
 ///     assert_eq!(handle.join().unwrap(), 42);
 /// });
 /// ```
+#[track_caller]
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + 'static,

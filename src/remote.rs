@@ -56,6 +56,7 @@ impl RemoteHandle {
     ///
     /// # Errors
     /// `NotConnected` once the loop has closed.
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -71,6 +72,7 @@ impl RemoteHandle {
     ///
     /// # Errors
     /// `NotConnected` once the loop has closed.
+    #[track_caller]
     pub fn spawn_future<F>(&self, future: F) -> io::Result<Task<F::Output>>
     where
         F: Future + Send + 'static,
@@ -83,12 +85,14 @@ impl RemoteHandle {
 
     /// Hands a task to the loop, to be adopted there (fibers get a stack of
     /// `stack_size` bytes).
+    #[track_caller]
     pub(crate) fn adopt(
         &self,
         body: Body,
         stack_size: usize,
     ) -> io::Result<Arc<crate::task::TaskCell>> {
-        let cell = Core::remote_task(Some(&self.shared), body, stack_size);
+        let location = std::panic::Location::caller();
+        let cell = Core::remote_task(Some(&self.shared), body, stack_size, location);
         match self.shared.send(RemoteJob::Adopt(cell.clone())) {
             Ok(()) => Ok(cell),
             Err(_) => {

@@ -155,6 +155,7 @@ impl<'scope> Scope<'scope, '_> {
     ///
     /// # Panics
     /// As [`spawn`](crate::spawn), if no stack can be mapped.
+    #[track_caller]
     pub fn spawn<F, T>(&'scope self, f: F) -> ScopedJoinHandle<'scope, T>
     where
         F: FnOnce() -> T + 'scope,

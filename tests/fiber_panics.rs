@@ -55,6 +55,11 @@ fn a_panic_message_names_the_fiber() {
             "{stderr}"
         );
         assert!(stderr.contains("conn broke"), "{stderr}");
+        // The line of the `.spawn(..)` call below.
+        assert!(
+            stderr.contains("'conn' was spawned at tests/fiber_panics.rs:68:14"),
+            "{stderr}"
+        );
         return;
     }
     fiberloop::run(|| {

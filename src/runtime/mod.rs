@@ -59,6 +59,7 @@ pub const MAIN_STACK_SIZE: usize = 256 * 1024;
 /// });
 /// assert_eq!(total, 60);
 /// ```
+#[track_caller] // the main fiber's spawn location
 pub fn run<F, T>(f: F) -> T
 where
     F: FnOnce() -> T + 'static,
@@ -82,6 +83,7 @@ where
 /// # Panics
 /// If this thread already runs a loop, or the loop cannot be created. A panic
 /// in `future` is re-raised here.
+#[track_caller]
 pub fn block_on<F>(future: F) -> F::Output
 where
     F: Future + 'static,
@@ -129,6 +131,7 @@ impl EventLoop {
     ///
     /// # Panics
     /// If the loop is already running (called from one of its fibers).
+    #[track_caller]
     pub fn run_until_complete<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T + 'static,
@@ -137,7 +140,12 @@ impl EventLoop {
         let closure = crate::task::closure(f);
         let task = self
             .core
-            .spawn(closure, Some("main".into()), MAIN_STACK_SIZE)
+            .spawn(
+                closure,
+                Some("main".into()),
+                MAIN_STACK_SIZE,
+                std::panic::Location::caller(),
+            )
             .unwrap_or_else(|e| panic!("fiberloop: cannot start the main fiber: {e}"));
         let main = JoinHandle::<T>::new(task);
         self.core.run(false, &|| main.is_finished());
@@ -150,13 +158,15 @@ impl EventLoop {
     ///
     /// # Panics
     /// If the loop is already running.
+    #[track_caller]
     pub fn block_on<F>(&self, future: F) -> F::Output
     where
         F: Future + 'static,
         F::Output: 'static,
     {
         let future = crate::task::boxed_future(future);
-        let main = JoinHandle::<F::Output>::new(self.core.spawn_future(future));
+        let location = std::panic::Location::caller();
+        let main = JoinHandle::<F::Output>::new(self.core.spawn_future(future, location));
         self.core.run(false, &|| main.is_finished());
         unwrap_main(main)
     }
@@ -299,6 +309,7 @@ impl Handle {
     }
 
     /// Spawns a fiber on this loop (see [`spawn`](crate::spawn)).
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + 'static,

@@ -372,6 +372,7 @@ impl RuntimeHandle {
     ///
     /// # Errors
     /// `NotConnected` once the runtime has shut down.
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -386,6 +387,7 @@ impl RuntimeHandle {
     ///
     /// # Errors
     /// `NotConnected` once the runtime has shut down.
+    #[track_caller]
     pub fn spawn_future<F>(&self, future: F) -> io::Result<Task<F::Output>>
     where
         F: Future + Send + 'static,
@@ -401,6 +403,7 @@ impl RuntimeHandle {
     /// # Errors
     /// `InvalidInput` for an index out of range; `NotConnected` once the
     /// runtime has shut down.
+    #[track_caller]
     pub fn spawn_on<F, T>(&self, index: usize, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -521,8 +524,10 @@ impl RuntimeHandle {
     }
 
     /// Queues an unowned task on the loop `Group::place` picks.
+    #[track_caller]
     fn placed(&self, body: Body) -> io::Result<Arc<TaskCell>> {
-        let cell = Core::remote_task(None, body, crate::DEFAULT_STACK_SIZE);
+        let location = std::panic::Location::caller();
+        let cell = Core::remote_task(None, body, crate::DEFAULT_STACK_SIZE, location);
         let queued = if self.is_home() {
             scheduler::with_core(|core| core.push_runtime_task(cell.clone()))
                 .expect("home is this thread's loop")
@@ -539,6 +544,7 @@ impl RuntimeHandle {
     }
 
     /// Hands a task to loop `index` itself (its inbox): it is never stolen.
+    #[track_caller]
     fn pinned(&self, index: usize, body: Body, stack_size: usize) -> io::Result<Arc<TaskCell>> {
         if index >= self.loops() {
             return Err(io::Error::new(

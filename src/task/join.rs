@@ -186,6 +186,22 @@ impl Fiber {
         self.task.name.as_deref()
     }
 
+    /// Where the fiber was spawned: the caller of [`spawn`](crate::spawn),
+    /// [`Builder::spawn`](crate::Builder::spawn), [`run`](crate::run) (for
+    /// the main fiber) or another spawning call.
+    ///
+    /// ```
+    /// fiberloop::run(|| {
+    ///     let here = line!() + 1;
+    ///     let worker = fiberloop::spawn(|| fiberloop::current().spawn_location());
+    ///     let location = worker.join().unwrap();
+    ///     assert_eq!((location.file(), location.line()), (file!(), here));
+    /// });
+    /// ```
+    pub fn spawn_location(&self) -> &'static std::panic::Location<'static> {
+        self.task.location
+    }
+
     /// True once the fiber has been asked to cancel
     /// ([`JoinHandle::cancel`]): a long computation that never blocks can
     /// check this to stop early.

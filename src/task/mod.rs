@@ -50,13 +50,15 @@ use crate::rt::scheduler;
 ///
 /// # Panics
 /// If the thread has no event loop (see [`block_on`](crate::block_on)).
+#[track_caller] // the spawn location
 pub fn spawn<F>(future: F) -> Task<F::Output>
 where
     F: Future + 'static,
     F::Output: 'static,
 {
     let future = crate::task::boxed_future(future);
-    let cell = scheduler::with_core(|core| core.spawn_future(future))
+    let location = std::panic::Location::caller();
+    let cell = scheduler::with_core(|core| core.spawn_future(future, location))
         .expect("fiberloop::task::spawn: no fiberloop event loop on this thread");
     Task {
         handle: Some(JoinHandle::new(cell)),

@@ -3,6 +3,7 @@
 //! turns bounded by `BUDGET`; see the module docs of `scheduler`).
 
 use std::io;
+use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ impl Core {
         closure: Closure,
         name: Option<Arc<str>>,
         stack_size: usize,
+        location: &'static Location<'static>,
     ) -> io::Result<Arc<TaskCell>> {
         let stack_size = crate::sys::stack::usable_size(stack_size)?;
         self.reservations.reserve(stack_size)?;
@@ -38,7 +40,7 @@ impl Core {
                 }
             }
         }
-        let task = self.insert(Body::NotStarted(closure), name, stack_size);
+        let task = self.insert(Body::NotStarted(closure), name, stack_size, location);
         task.local(self).reserved.set(true);
         Ok(task)
     }
@@ -49,26 +51,38 @@ impl Core {
         owner: Option<&Arc<Shared>>,
         body: Body,
         stack_size: usize,
+        location: &'static Location<'static>,
     ) -> Arc<TaskCell> {
         let size = if let Body::NotStarted(_) = body {
             stack_size
         } else {
             0
         };
-        TaskCell::new(next_id(), None, size, owner.cloned(), body)
+        TaskCell::new(next_id(), None, location, size, owner.cloned(), body)
     }
 
     /// Creates an async task polling `future` and queues it ahead of older work.
     #[inline]
-    pub(crate) fn spawn_future(&self, future: BoxFuture) -> Arc<TaskCell> {
-        self.insert(Body::Future(future), None, 0)
+    pub(crate) fn spawn_future(
+        &self,
+        future: BoxFuture,
+        location: &'static Location<'static>,
+    ) -> Arc<TaskCell> {
+        self.insert(Body::Future(future), None, 0, location)
     }
 
     /// Adds a task to the live-task table and queues it ahead of older work
     /// (after the tasks the running item spawned before it).
     #[inline]
-    fn insert(&self, body: Body, name: Option<Arc<str>>, stack_size: usize) -> Arc<TaskCell> {
-        let task = TaskCell::new(next_id(), name, stack_size, Some(self.shared.clone()), body);
+    fn insert(
+        &self,
+        body: Body,
+        name: Option<Arc<str>>,
+        stack_size: usize,
+        location: &'static Location<'static>,
+    ) -> Arc<TaskCell> {
+        let owner = Some(self.shared.clone());
+        let task = TaskCell::new(next_id(), name, location, stack_size, owner, body);
         let local = task.local(self);
         local.key.set(self.tasks.borrow_mut().insert(task.clone()));
         local.queued.set(true);
@@ -153,7 +167,7 @@ mod tests {
 
     fn spawn_idle_task(core: &Core) -> usize {
         let future: BoxFuture = Box::pin(std::future::pending::<Box<dyn Any>>());
-        let task = core.spawn_future(future);
+        let task = core.spawn_future(future, Location::caller());
         task.local(core).key.get()
     }
 

@@ -81,6 +81,8 @@ where
 pub(crate) struct TaskCell {
     pub(crate) id: u64,
     pub(crate) name: Option<Arc<str>>,
+    /// Where it was spawned (the caller of the public spawn function).
+    pub(crate) location: &'static std::panic::Location<'static>,
     /// The owning loop's thread-safe half: remote queue and poller waker.
     /// Set when the task is made, or, for a task spawned on a multi-loop
     /// runtime, by the loop that adopts it (it may move until then: it is
@@ -161,14 +163,20 @@ impl TaskCell {
     pub(crate) fn new(
         id: u64,
         name: Option<Arc<str>>,
+        location: &'static std::panic::Location<'static>,
         stack_size: usize,
         owner: Option<Arc<Shared>>,
         body: Body,
     ) -> Arc<TaskCell> {
         let owner = owner.map_or(std::ptr::null_mut(), |o| Arc::into_raw(o).cast_mut());
-        Arc::new(TaskCell {
+        // Written in place: built on the stack and moved, the cell costs a
+        // `memcpy` call per spawn.
+        let mut cell = Arc::<TaskCell>::new_uninit();
+        let slot = Arc::get_mut(&mut cell).expect("a new Arc is unique");
+        slot.write(TaskCell {
             id,
             name: name.clone(),
+            location,
             owner: AtomicPtr::new(owner),
             state: State::new(),
             remote_queued: AtomicBool::new(false),
@@ -191,7 +199,9 @@ impl TaskCell {
                     name,
                 },
             },
-        })
+        });
+        // SAFETY: `write` just initialised the whole value.
+        unsafe { cell.assume_init() }
     }
 
     /// The owner-thread fields. `core` proves we are on a loop thread; the
