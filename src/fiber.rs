@@ -51,11 +51,7 @@ fn report_fiber_panic(label: &str, spawned: &panic::Location<'_>, info: &panic::
     static NOTED: AtomicBool = AtomicBool::new(false);
     let thread = std::thread::current();
     let payload = info.payload();
-    let message = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("Box<dyn Any>");
+    let message = crate::rt::task::payload_message(payload).unwrap_or("Box<dyn Any>");
     let location = info
         .location()
         .map_or_else(String::new, |l| format!(" at {l}"));

@@ -191,7 +191,7 @@ impl Fd {
 
     /// True when the hooks made it non-blocking behind a user who did not
     /// ask for it: a blocking call outside a fiber must then wait itself.
-    pub(super) fn hides_nonblock(&self) -> bool {
+    fn hides_nonblock(&self) -> bool {
         self.flags.load(Ordering::Acquire) & (TRACKED | USER_NONBLOCK | SYS_NONBLOCK)
             == TRACKED | SYS_NONBLOCK
     }

@@ -1,17 +1,15 @@
 //! The hooked calls that make descriptors (so that they are tracked), and
 //! the reads and writes that park a fiber on them.
 use std::ffi::c_void;
-use std::io;
 
 use libc::{
     c_int, iovec, msghdr, pollfd, size_t, sockaddr, socklen_t, ssize_t, EAGAIN, EINPROGRESS,
 };
 
-use super::fds::{self, Fd};
-use super::park::in_fiber;
-use super::park::{blocking, errno, fail, park, set_errno};
+use super::fds;
+use super::park::{blocking, errno, fail, in_fiber, outside_blocking, park, set_errno};
 use super::real;
-use crate::sys::{self, Interest};
+use crate::sys::Interest;
 
 // ---- descriptors made by the process -------------------------------------
 
@@ -101,56 +99,39 @@ pub unsafe extern "C" fn accept4(
 /// As libc's `connect(2)`.
 #[no_mangle]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    let entry = fds::get(fd);
-    let Some(entry) = entry.filter(|entry| entry.parks() && in_fiber()) else {
-        // SAFETY: the caller's arguments, forwarded.
-        let result = unsafe { real::connect()(fd, addr, len) };
-        if result == -1 && errno() == EINPROGRESS {
-            if let Some(entry) = entry.filter(|entry| entry.hides_nonblock()) {
-                return outside_connect(fd, entry);
-            }
+    // In a fiber, on a descriptor that parks: make it non-blocking and read
+    // the tick before the first try, as every parking call does.
+    let mut fiber_wait = None;
+    if let Some(entry) = fds::get(fd).filter(|entry| entry.parks() && in_fiber()) {
+        if let Err(e) = entry.make_nonblocking(fd) {
+            return fail(&e, false) as c_int;
         }
-        return result;
-    };
-    if let Err(e) = entry.make_nonblocking(fd) {
-        return fail(&e, false) as c_int;
+        fiber_wait = Some((
+            entry,
+            entry.generation(),
+            entry.source.tick(Interest::Write),
+        ));
     }
-    let generation = entry.generation();
-    let tick = entry.source.tick(Interest::Write);
     // SAFETY: the caller's arguments, forwarded.
     let result = unsafe { real::connect()(fd, addr, len) };
     if result == 0 || errno() != EINPROGRESS {
         return result;
     }
-    // A blocking connect's timeout is SO_SNDTIMEO; it fails with ETIMEDOUT here
-    // (`connected` never leaves EAGAIN behind: that is "still waiting").
-    let result = park(entry, Interest::Write, generation, tick, || connected(fd)) as c_int;
-    if result == -1 && errno() == EAGAIN {
+    // In progress. Unless the user asked for a non-blocking connect, wait for
+    // it as the kernel's blocking connect would: the fiber parks, a plain
+    // thread polls. `connected` says EAGAIN while it is in progress, so
+    // EAGAIN at the end means SO_SNDTIMEO passed: ETIMEDOUT.
+    let waited = match fiber_wait {
+        Some((entry, generation, tick)) => {
+            park(entry, Interest::Write, generation, tick, || connected(fd))
+        }
+        None if fds::hides_nonblock(fd) => outside_blocking(fd, Interest::Write, || connected(fd)),
+        None => return result,
+    } as c_int;
+    if waited == -1 && errno() == EAGAIN {
         set_errno(libc::ETIMEDOUT);
     }
-    result
-}
-
-/// Outside a fiber, a connect in progress on a socket the hooks made
-/// non-blocking: wait for it as a blocking connect would.
-#[cold]
-fn outside_connect(fd: c_int, entry: &Fd) -> c_int {
-    let deadline = entry
-        .timeout(Interest::Write)
-        .map(crate::rt::lock::deadline_after);
-    loop {
-        match sys::wait_fd(fd, Interest::Write, deadline) {
-            Ok(true) => {}
-            Ok(false) => {
-                return fail(&io::Error::from_raw_os_error(libc::ETIMEDOUT), false) as c_int
-            }
-            Err(e) => return fail(&e, false) as c_int,
-        }
-        match connected(fd) {
-            -1 if errno() == EAGAIN => {}
-            result => return result as c_int,
-        }
-    }
+    waited
 }
 
 /// Whether a non-blocking connect has finished: `0`, `-1` with `EAGAIN`

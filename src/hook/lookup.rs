@@ -5,8 +5,7 @@ use std::panic::{self};
 
 use libc::{addrinfo, c_char, c_int};
 
-use super::park::in_fiber;
-use super::park::{caught, errno, errno_of, set_errno};
+use super::park::{caught, errno, errno_of, in_fiber, set_errno};
 use super::real;
 
 // ---- name lookup -----------------------------------------------------------

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use libc::{c_int, c_ulong, socklen_t};
 
-use super::fds::{self, Fd};
+use super::fds;
 use super::park::IN_CHILD;
 use super::real;
 use crate::sys::Interest;
@@ -81,7 +81,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
         libc::F_GETFL => {
             // SAFETY: F_GETFL takes no argument.
             let flags = unsafe { real::fcntl()(fd, cmd) };
-            if flags >= 0 && fds::get(fd).is_some_and(Fd::hides_nonblock) {
+            if flags >= 0 && fds::hides_nonblock(fd) {
                 return flags & !libc::O_NONBLOCK; // what the user set
             }
             flags

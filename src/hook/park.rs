@@ -93,11 +93,8 @@ pub(super) fn errno_of(e: &io::Error, own_timeout: bool) -> c_int {
 #[cold]
 pub(super) fn caught(payload: Box<dyn Any + Send>) -> c_int {
     if !payload.is::<ForcedUnwind>() {
-        let message = payload
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("(not a string)");
+        let message =
+            crate::rt::task::payload_message(payload.as_ref()).unwrap_or("(not a string)");
         eprintln!(
             "fiberloop (hook): a panic inside a hooked libc call was stopped there: {message}"
         );
@@ -142,7 +139,11 @@ pub(super) fn blocking(
 /// as the kernel would have, honouring the socket's timeout.
 #[cold]
 #[inline(never)]
-fn outside_blocking(fd: c_int, interest: Interest, mut op: impl FnMut() -> isize) -> isize {
+pub(super) fn outside_blocking(
+    fd: c_int,
+    interest: Interest,
+    mut op: impl FnMut() -> isize,
+) -> isize {
     let deadline = fds::get(fd)
         .and_then(|entry| entry.timeout(interest))
         .map(crate::rt::lock::deadline_after);

@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use libc::{c_int, clockid_t, nfds_t, pollfd, timespec};
 
-use super::fds::{self};
-use super::park::in_fiber;
-use super::park::{caught, errno, fail, set_errno};
+use super::fds;
+use super::park::{caught, errno, fail, in_fiber, set_errno};
 use super::real;
 use crate::rt::reactor;
 use crate::sys::Interest;

@@ -65,13 +65,18 @@ impl JoinError {
     /// The panic message, when the payload is a string (as `panic!` makes it).
     pub fn panic_message(&self) -> Option<&str> {
         match &self.repr {
-            Repr::Panicked(payload) => payload
-                .downcast_ref::<&'static str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str)),
+            Repr::Panicked(payload) => payload_message(payload.as_ref()),
             _ => None,
         }
     }
+}
+
+/// A panic payload's message, when it is a string (as `panic!` makes it).
+pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> Option<&str> {
+    payload
+        .downcast_ref::<&'static str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
 }
 
 impl fmt::Display for JoinError {

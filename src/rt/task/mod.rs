@@ -9,5 +9,6 @@ mod state;
 mod waker;
 
 pub(crate) use cell::{boxed_future, closure, Body, BoxFuture, Closure, Local, Output, TaskCell};
+pub(crate) use error::payload_message;
 pub use error::JoinError;
 pub(crate) use waker::waker_ref;
