@@ -129,7 +129,7 @@ where
     };
     let pool = loop_pool().expect("a fiber runs on a loop");
     let slot = Slot::start(&pool, f)?;
-    wait::block_on(None, |cx| slot.poll_take(cx))?
+    wait::block_on(None, wait::WaitOn::Pool, |cx| slot.poll_take(cx))?
 }
 
 /// Runs `f` on a pool of threads; the future completes with its result (the
@@ -171,6 +171,8 @@ impl<T: Send + 'static> Future for Unblock<T> {
                 let result = slot.poll_take(cx);
                 if result.is_ready() {
                     self.slot = None;
+                } else {
+                    crate::rt::diag::note_pending(crate::rt::diag::WaitOn::Pool);
                 }
                 result
             }

@@ -207,7 +207,7 @@ fn sleep_for(duration: Duration) {
 /// gevent's `sleep` do: code that sleeps to let others run can count on it.
 pub fn sleep_until(deadline: Instant) {
     let mut looks = 0u32;
-    let _ = wait::block_on(Some(deadline), |_| {
+    let _ = wait::block_on(Some(deadline), wait::WaitOn::Sleep, |_| {
         looks += 1;
         std::task::Poll::<()>::Pending
     });

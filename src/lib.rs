@@ -53,6 +53,7 @@
 //! | [`transport`] | PEP 3156's callback style: a [`Protocol`](transport::Protocol) driven by the loop over a [`Transport`](transport::Transport) (TCP or Unix), with flow control |
 //! | [`generator`] | stackful generators with two-way `send`, `throw`, `close`, `yield_from` (PEP 255/342/380) |
 //! | [`stack`] | fiber stack sizes and the idle-stack budget |
+//! | diagnostics | [`Handle::dump`] (every task, what it waits on, each fiber's backtrace), the deadlock report that ends `run`, the blocking detector (`FIBERLOOP_BLOCKING_MS`), [`LoopBuilder`](runtime::LoopBuilder) (`docs/diagnostics.md`) |
 //! | `hook` (Cargo feature `hook`) | unmodified blocking code in fibers: libc's blocking socket, pipe and sleep calls park only the calling fiber (`docs/hook.md`) |
 //!
 //! Underneath, two private layers, with arrows pointing down only

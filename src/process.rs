@@ -105,7 +105,8 @@ impl Child {
         drop(self.stdin.take());
         let child = &mut self.child;
         if let Some(exit) = &self.exit {
-            return exit.do_io(Interest::Read, None, |_| exited(child));
+            let on = crate::rt::diag::WaitOn::Child;
+            return exit.do_io_on(on, Interest::Read, |_| exited(child));
         }
         let mut pause = Duration::from_millis(1);
         loop {
@@ -139,7 +140,8 @@ impl Child {
 /// expired timeout scope ends the wait with its error.
 fn pause_for(pause: Duration) -> io::Result<()> {
     let until = Instant::now() + pause;
-    match crate::rt::wait::block_on(Some(until), |_| Poll::<()>::Pending) {
+    let on = crate::rt::wait::WaitOn::Child;
+    match crate::rt::wait::block_on(Some(until), on, |_| Poll::<()>::Pending) {
         Err(crate::WaitError::TimedOut) if Instant::now() >= until => Ok(()),
         Err(e) => Err(e.into()),
         Ok(()) => Ok(()),

@@ -51,6 +51,36 @@ impl RemoteHandle {
             .map_err(|_| closed())
     }
 
+    /// A dump of the loop (see [`Handle::dump`](crate::Handle::dump)), from
+    /// any thread: the loop makes it at its next turn. From a fiber or
+    /// callback of the same loop it is made at once.
+    ///
+    /// # Errors
+    /// `NotConnected` once the loop has closed; `TimedOut` if the loop did
+    /// not answer within `patience` (it is blocked, or busy for that long:
+    /// `FIBERLOOP_BLOCKING_MS` finds out by what).
+    pub fn dump(&self, patience: std::time::Duration) -> io::Result<String> {
+        let here = crate::rt::scheduler::with_core(|core| Arc::ptr_eq(core.shared(), &self.shared));
+        if here == Some(true) {
+            return Ok(crate::rt::scheduler::with_core(|core| core.dump(true)).unwrap_or_default());
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.call_soon_threadsafe(move || {
+            let dump = crate::rt::scheduler::with_core(|core| core.dump(true)).unwrap_or_default();
+            let _ = tx.send(dump);
+        })?;
+        rx.recv_timeout(patience).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the loop did not answer within {:?}: it is blocked or busy \
+                     (FIBERLOOP_BLOCKING_MS=<ms> reports what holds it)",
+                    patience
+                ),
+            )
+        })
+    }
+
     /// Spawns a fiber on the loop. The closure must be `Send` (it crosses to
     /// the loop's thread); once there it never moves again.
     ///

@@ -216,17 +216,18 @@ impl<'scope> Scope<'scope, '_> {
         loop {
             // Shielded: the children may borrow from this stack, so the wait
             // cannot be abandoned; a cancellation is passed on instead.
-            let done = wait::block_on_shielded(|cx| {
-                if crate::rt::coro::current_cancelled() {
-                    pass_on();
-                }
-                for task in &spawned {
-                    if task.poll_complete(cx).is_pending() {
-                        return Poll::Pending;
+            let done =
+                wait::block_on_shielded(wait::WaitOn::Other("the fibers of its scope"), |cx| {
+                    if crate::rt::coro::current_cancelled() {
+                        pass_on();
                     }
-                }
-                Poll::Ready(())
-            });
+                    for task in &spawned {
+                        if task.poll_complete(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                    }
+                    Poll::Ready(())
+                });
             match done {
                 Ok(()) => return,
                 // Force-unwound with children still running (the loop is

@@ -108,7 +108,8 @@ impl Signals {
     /// [`Cancelled`](crate::Cancelled) if called while the fiber is unwinding, `TimedOut`
     /// inside an expired [`timeout`](crate::timeout) scope.
     pub fn recv(&self) -> io::Result<i32> {
-        self.source.do_io(Interest::Read, None, |_| self.next())
+        let on = crate::rt::diag::WaitOn::Signal;
+        self.source.do_io_on(on, Interest::Read, |_| self.next())
     }
 
     /// The async face of [`recv`](Self::recv).

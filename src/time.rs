@@ -79,6 +79,7 @@ impl Future for Sleep {
             let key = core.timers.borrow_mut().insert(self.deadline, action);
             self.timer = Some((core.id(), key, cx.waker().clone()));
         }
+        crate::rt::diag::note_pending_until(crate::rt::diag::WaitOn::Sleep, Some(self.deadline));
         Poll::Pending
     }
 }

@@ -780,3 +780,16 @@ fn std_crates_overlaps_fifty_ureq_gets_on_one_loop() {
         .unwrap_or_else(|| panic!("a time in {out}"));
     assert!(secs < 4.0, "{out}");
 }
+
+#[test]
+fn deadlock_reports_the_cycle_and_ends() {
+    let out = run_bounded(example("deadlock"));
+    let lines: usize = out
+        .split("run ended with the deadlock report above (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no report line in:\n{out}"));
+    // The cycle (a title and two edges) and a dump of three fibers.
+    assert!(lines >= 9, "{out}");
+}

@@ -198,7 +198,7 @@ pub(super) fn park(
 ) -> isize {
     let timeout = entry.timeout(interest);
     let waited = panic::catch_unwind(AssertUnwindSafe(|| {
-        entry.source.wait_io(interest, timeout, tick, |_| {
+        entry.source.wait_io(interest, timeout, tick, None, |_| {
             if entry.generation() != generation {
                 return Err(io::Error::from_raw_os_error(libc::EBADF));
             }

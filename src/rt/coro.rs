@@ -57,6 +57,10 @@ pub(crate) enum Resume {
     /// (To a fiber that tried to park while unwinding) you may not park: the
     /// blocking call fails with `Cancelled` instead. See [`Coro::resume`].
     Refused,
+    /// (To a suspended fiber) record a backtrace of where you wait, then
+    /// suspend again exactly as before: the fiber dump's view of a frozen
+    /// stack (see [`Coro::capture`]).
+    Capture,
 }
 
 /// Why a fiber's coroutine gave control back.
@@ -88,6 +92,8 @@ thread_local! {
     /// The running fiber's yielder; null while the scheduler (or a callback) runs.
     /// A fiber sets it each time it gains control, so it is always its own.
     static YIELDER: Cell<*const Yielder> = const { Cell::new(ptr::null()) };
+    /// The backtrace a fiber resumed with `Resume::Capture` recorded.
+    static CAPTURED: Cell<Option<std::backtrace::Backtrace>> = const { Cell::new(None) };
 }
 
 /// A coroutine that runs fibers' closures, one after another.
@@ -138,7 +144,7 @@ impl Coro {
                 set_yielder(yielder);
                 let job = match next {
                     Resume::Run => slots.start.take(),
-                    Resume::Unwind | Resume::Retire | Resume::Refused => None,
+                    Resume::Unwind | Resume::Retire | Resume::Refused | Resume::Capture => None,
                 };
                 let Some(f) = job else { return };
                 let exit = panic::catch_unwind(AssertUnwindSafe(f));
@@ -209,6 +215,24 @@ impl Coro {
         fault::set_running(ptr::null());
         set_yielder(ptr::null());
         result
+    }
+
+    /// A backtrace of the suspended fiber, taken on its own stack: it is
+    /// resumed with `Resume::Capture`, records where it waits and suspends
+    /// again, unchanged (its wait goes on; nothing else of it runs). Works
+    /// from the scheduler and from inside another fiber of the loop (the
+    /// caller's yielder and fault info are restored afterwards).
+    pub(crate) fn capture(&mut self, fault: &FaultInfo) -> Option<std::backtrace::Backtrace> {
+        let outer_yielder = YIELDER.with(Cell::get);
+        let outer_fault = fault::replace_running(fault);
+        let result = self.0.coroutine.resume(Resume::Capture);
+        fault::set_running(outer_fault);
+        set_yielder(outer_yielder);
+        debug_assert!(matches!(
+            result,
+            CoroutineResult::Yield(Suspend::Park | Suspend::Yield)
+        ));
+        CAPTURED.with(Cell::take)
     }
 
     /// The result the fiber left with `Suspend::Done`.
@@ -292,7 +316,21 @@ pub(crate) fn suspend(reason: Suspend) -> Resume {
     // runs set it to the `Yielder` on its own stack (at start and after every
     // suspend). That yielder lives as long as the coroutine, which is running,
     // and we are on its stack.
-    let resume = unsafe { &*yielder }.suspend(reason);
+    let mut resume = unsafe { &*yielder }.suspend(reason);
     set_yielder(yielder);
+    while resume == Resume::Capture {
+        capture_here();
+        // SAFETY: as above; the fiber is still running on its own stack.
+        resume = unsafe { &*yielder }.suspend(reason);
+        set_yielder(yielder);
+    }
     resume
+}
+
+/// Records this fiber's backtrace for [`Coro::capture`].
+#[cold]
+#[inline(never)]
+fn capture_here() {
+    let backtrace = std::backtrace::Backtrace::force_capture();
+    CAPTURED.with(|slot| slot.set(Some(backtrace)));
 }

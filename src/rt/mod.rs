@@ -6,6 +6,7 @@
 //! scheduler): that one cycle is kept inside this module.
 
 pub(crate) mod coro;
+pub(crate) mod diag;
 pub(crate) mod lock;
 pub(crate) mod loom;
 pub(crate) mod pool;

@@ -68,7 +68,6 @@ impl Pool {
     }
 
     /// Threads alive now (busy or idle).
-    #[cfg(test)]
     pub(crate) fn threads(&self) -> usize {
         lock(&self.inner.state).threads
     }

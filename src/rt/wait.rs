@@ -24,6 +24,7 @@ use std::thread::{self, Thread};
 use std::time::Instant;
 
 use crate::rt::coro::{self as fiber, ForcedUnwind, Resume, Suspend};
+pub(crate) use crate::rt::diag::WaitOn;
 use crate::rt::scheduler::{self, Core};
 use crate::rt::timer::{TimerAction, TimerKey};
 
@@ -71,27 +72,32 @@ impl From<WaitError> for io::Error {
 /// `Coro::resume`), and its blocking call returns `Cancelled`.
 #[inline(always)] // the stack switch stays in the caller's frame (docs/benchmarks.md)
 pub(crate) fn park(reason: Suspend) -> Result<(), WaitError> {
-    match fiber::suspend(reason) {
+    resumed(fiber::suspend(reason))
+}
+
+/// What a park's `Resume` means for the wait: carry on, fail with
+/// `Cancelled` (refused while unwinding), or unwind (cancelled).
+#[inline(always)]
+pub(crate) fn resumed(resume: Resume) -> Result<(), WaitError> {
+    match resume {
         Resume::Run => Ok(()),
         Resume::Refused => Err(WaitError::Cancelled),
         Resume::Unwind => panic::resume_unwind(Box::new(ForcedUnwind)),
-        Resume::Retire => unreachable!("fiberloop: Retire goes only to idle coroutines"),
+        Resume::Retire | Resume::Capture => {
+            unreachable!("fiberloop: Retire goes only to idle coroutines, Capture to suspend")
+        }
     }
 }
 
 /// Suspends the calling fiber in a wait that cancellation must not abandon
 /// (see [`block_on_shielded`]): the loop resumes it as usual when it is
-/// cancelled, and only the end of the loop interrupts it, with `Cancelled`.
-fn park_shielded(core: &Core) -> Result<(), WaitError> {
+/// cancelled, and only the end of the loop interrupts it.
+fn suspend_shielded(core: &Core) -> Resume {
     let shield = |on| core.with_current(|task| task.local(core).shielded.set(on));
     shield(true);
     let resumed = fiber::suspend(Suspend::Park);
     shield(false);
-    match resumed {
-        Resume::Run => Ok(()),
-        Resume::Unwind | Resume::Refused => Err(WaitError::Cancelled),
-        Resume::Retire => unreachable!("fiberloop: Retire goes only to idle coroutines"),
-    }
+    resumed
 }
 
 /// The loop of the calling fiber, or `None` on a plain thread.
@@ -142,17 +148,19 @@ pub(crate) fn fiber_core() -> Option<Rc<Core>> {
 /// async task: there, `.await` the future instead).
 pub fn wait<F: std::future::Future>(future: F) -> Result<F::Output, crate::Cancelled> {
     let mut future = std::pin::pin!(future);
-    block_on(None, |cx| future.as_mut().poll(cx)).map_err(|_| crate::Cancelled)
+    block_on(None, WaitOn::Future, |cx| future.as_mut().poll(cx)).map_err(|_| crate::Cancelled)
 }
 
 /// Polls `poll` until it is ready, parking the caller in between, or until
-/// `deadline` passes.
+/// `deadline` passes. A fiber that parks records `on` (what it waits for)
+/// for the dump and the deadlock check.
 #[inline(always)] // the stack switch stays in the caller's frame (docs/benchmarks.md)
 pub(crate) fn block_on<T>(
     deadline: Option<Instant>,
+    on: WaitOn,
     poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, WaitError> {
-    block_on_with(deadline, true, poll)
+    block_on_with(deadline, on, true, poll)
 }
 
 /// Like [`block_on`], but neither cancellation nor timeout scopes interrupt
@@ -160,9 +168,10 @@ pub(crate) fn block_on<T>(
 /// be abandoned, like a scope waiting for fibers that borrow from its stack
 /// (the caller sees the cancellation with `fiber::current_cancelled`).
 pub(crate) fn block_on_shielded<T>(
+    on: WaitOn,
     poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, WaitError> {
-    block_on_with(None, false, poll)
+    block_on_with(None, on, false, poll)
 }
 
 thread_local! {
@@ -196,13 +205,14 @@ fn nearest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 #[inline(always)] // the stack switch stays in the caller's frame (docs/benchmarks.md)
 fn block_on_with<T>(
     deadline: Option<Instant>,
+    on: WaitOn,
     interruptible: bool,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, WaitError> {
     // One inlined copy of the fiber's wait, reached without a closure, so
     // that the stack switch stays in the caller's frame.
     match fiber_core() {
-        Some(core) => block_on_fiber(&core, deadline, interruptible, poll),
+        Some(core) => block_on_fiber(&core, deadline, on, interruptible, poll),
         None => {
             let scope = if interruptible {
                 THREAD_DEADLINE.with(std::cell::Cell::get)
@@ -235,6 +245,7 @@ fn block_on_with<T>(
 fn block_on_fiber<T>(
     core: &Core,
     deadline: Option<Instant>,
+    on: WaitOn,
     interruptible: bool,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<T>,
 ) -> Result<T, WaitError> {
@@ -260,10 +271,23 @@ fn block_on_fiber<T>(
             // Set the timer only once we know we must wait.
             timer.get_or_insert_with(|| TimerGuard::new(core, deadline, &waker));
         }
-        if interruptible {
-            park(Suspend::Park)?;
+        // The record is cleared before anything else happens after the
+        // switch, unwinding included: it may point into what `poll` borrows.
+        core.begin_wait(on, deadline);
+        let resumed = if interruptible {
+            fiber::suspend(Suspend::Park)
         } else {
-            park_shielded(core)?;
+            suspend_shielded(core)
+        };
+        core.end_wait(on);
+        match resumed {
+            Resume::Run => {}
+            Resume::Refused => return Err(WaitError::Cancelled),
+            Resume::Unwind if interruptible => panic::resume_unwind(Box::new(ForcedUnwind)),
+            Resume::Unwind => return Err(WaitError::Cancelled),
+            Resume::Retire | Resume::Capture => {
+                unreachable!("fiberloop: Retire goes only to idle coroutines, Capture to suspend")
+            }
         }
     }
 }

@@ -16,7 +16,9 @@
 //! assert_send::<fiberloop::Handle>();
 //! ```
 
+mod builder;
 mod multi;
+pub use builder::LoopBuilder;
 pub use multi::{Builder, LoopStats, Runtime, RuntimeHandle};
 
 use std::cell::Cell;
@@ -106,11 +108,28 @@ impl EventLoop {
     /// `AlreadyExists` if the thread has a loop already (one per thread);
     /// otherwise what creating the poller (`epoll`/`kqueue`) returned.
     pub fn new() -> io::Result<EventLoop> {
-        crate::sys::fault::install();
-        crate::fiber::install_panic_hook();
-        let core = Rc::new(Core::new()?);
-        scheduler::install(core.clone())?;
-        Ok(EventLoop { core })
+        LoopBuilder::new().build()
+    }
+
+    /// A [`LoopBuilder`], to choose the loop's diagnostics in code.
+    pub fn builder() -> LoopBuilder {
+        LoopBuilder::new()
+    }
+
+    /// Keeps an async task that dumps the loop to stderr on each `SIGQUIT`.
+    fn dump_on_sigquit(&self) -> io::Result<()> {
+        let signals = crate::signal::Signals::new(&[libc::SIGQUIT])?;
+        let handle = self.handle();
+        let watcher = crate::task::boxed_future(async move {
+            while signals.recv_async().await.is_ok() {
+                eprint!("{}", handle.dump());
+            }
+        });
+        drop(
+            self.core
+                .spawn_future(watcher, std::panic::Location::caller()),
+        );
+        Ok(())
     }
 
     /// A handle for other threads: `call_soon_threadsafe` and spawning.
@@ -149,6 +168,7 @@ impl EventLoop {
             .unwrap_or_else(|e| panic!("fiberloop: cannot start the main fiber: {e}"));
         let main = JoinHandle::<T>::new(task);
         self.core.run(false, &|| main.is_finished());
+        self.raise_deadlock();
         unwrap_main(main)
     }
 
@@ -168,7 +188,16 @@ impl EventLoop {
         let location = std::panic::Location::caller();
         let main = JoinHandle::<F::Output>::new(self.core.spawn_future(future, location));
         self.core.run(false, &|| main.is_finished());
+        self.raise_deadlock();
         unwrap_main(main)
+    }
+
+    /// Ends a run that stopped on a deadlock the way Go ends the program:
+    /// the caller panics with the report (the wait-for cycle, then the dump).
+    fn raise_deadlock(&self) {
+        if let Some(report) = self.core.diag.checks.take_report() {
+            panic!("{report}");
+        }
     }
 
     /// Bounds the threads of this loop's pool for blocking calls
@@ -296,6 +325,31 @@ impl Handle {
     /// [`blocking::DEFAULT_MAX_THREADS`](crate::blocking::DEFAULT_MAX_THREADS).
     pub fn set_max_blocking_threads(&self, max: usize) {
         self.core.blocking.set_max_threads(max);
+    }
+
+    /// A snapshot of the loop as text: every fiber and async task with its
+    /// id, name, state (running, ready, parked), what it waits on and for
+    /// how long, where it was spawned, and each fiber's backtrace (a parked
+    /// fiber's is taken on its own stack). See `docs/diagnostics.md`.
+    ///
+    /// ```
+    /// fiberloop::run(|| {
+    ///     let (tx, rx) = fiberloop::sync::bounded::<u8>(1);
+    ///     let waiter = fiberloop::Builder::new()
+    ///         .name("waiter")
+    ///         .spawn(move || rx.recv())
+    ///         .unwrap();
+    ///     fiberloop::yield_now(); // the waiter runs and parks in recv
+    ///     let dump = fiberloop::handle().dump();
+    ///     assert!(dump.contains("fiber #"), "{dump}");
+    ///     assert!(dump.contains("'waiter': parked for"), "{dump}");
+    ///     assert!(dump.contains("on recv from channel"), "{dump}");
+    ///     tx.send(1).unwrap();
+    ///     waiter.join().unwrap().unwrap();
+    /// });
+    /// ```
+    pub fn dump(&self) -> String {
+        self.core.dump(true)
     }
 
     /// A handle for other threads (see [`RemoteHandle`](crate::RemoteHandle)).

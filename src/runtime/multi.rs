@@ -38,13 +38,6 @@
 //! rt.handle().spawn(move || *shared + 1).unwrap();
 //! ```
 //!
-//! A loop's own handles stay on their thread, as for a single loop:
-//!
-//! ```compile_fail
-//! fn assert_send<T: Send>() {}
-//! assert_send::<fiberloop::Handle>();
-//! ```
-//!
 //! docs/multicore.md has the design, the placement and stealing rules, and
 //! what contends as the number of cores grows.
 
@@ -55,8 +48,9 @@ use std::num::NonZeroUsize;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
-use super::{unwrap_main, EventLoop, MAIN_STACK_SIZE};
+use super::{unwrap_main, MAIN_STACK_SIZE};
 use crate::remote::closed;
 use crate::rt::scheduler::{self, Core, Group, RemoteJob, Shared};
 use crate::task::{Body, JoinHandle, Task, TaskCell};
@@ -68,6 +62,7 @@ pub struct Builder {
     loops: Option<usize>,
     thread_name: String,
     pin: bool,
+    diag: super::LoopBuilder,
 }
 
 impl Default for Builder {
@@ -84,7 +79,15 @@ impl Builder {
             loops: None,
             thread_name: "fiberloop".to_owned(),
             pin: false,
+            diag: super::LoopBuilder::new(),
         }
+    }
+
+    /// Each loop's diagnostics, as [`LoopBuilder`](super::LoopBuilder) sets
+    /// them; by default what the environment asks for.
+    pub fn diagnostics(mut self, settings: super::LoopBuilder) -> Builder {
+        self.diag = settings;
+        self
     }
 
     /// How many loops (threads) to run; the default is
@@ -141,7 +144,10 @@ impl Builder {
             let ready = ready_tx.clone();
             let spawned = thread::Builder::new()
                 .name(format!("{}-{index}", self.thread_name))
-                .spawn(move || loop_thread(index, cpu, ready, start_rx));
+                .spawn({
+                    let diag = self.diag.clone();
+                    move || loop_thread(index, cpu, diag, ready, start_rx)
+                });
             match spawned {
                 Ok(thread) => {
                     threads.push(thread);
@@ -189,12 +195,13 @@ impl Builder {
 fn loop_thread(
     index: usize,
     cpu: Option<usize>,
+    diag: super::LoopBuilder,
     ready: mpsc::Sender<(usize, io::Result<Arc<Shared>>)>,
     start: mpsc::Receiver<Arc<Group>>,
 ) {
     let made = cpu
         .map_or(Ok(()), crate::sys::pin_to_cpu)
-        .and_then(|()| EventLoop::new());
+        .and_then(|()| diag.build());
     let event_loop = match made {
         Ok(event_loop) => event_loop,
         Err(e) => {
@@ -256,7 +263,7 @@ impl Runtime {
             .pinned(0, Body::NotStarted(closure), MAIN_STACK_SIZE)
             .map(JoinHandle::<T>::new)
             .unwrap_or_else(|e| panic!("fiberloop::Runtime::run: {e}"));
-        unwrap_main(main)
+        self.unwrap_main(main)
     }
 
     /// Runs `future` as an async task on loop 0 and blocks the calling thread
@@ -275,7 +282,17 @@ impl Runtime {
             .pinned(0, Body::Future(future), 0)
             .map(JoinHandle::<F::Output>::new)
             .unwrap_or_else(|e| panic!("fiberloop::Runtime::block_on: {e}"));
-        unwrap_main(main)
+        self.unwrap_main(main)
+    }
+
+    /// The main task's value, or, if it failed after a loop found a
+    /// deadlock (its tasks were cancelled), that report raised.
+    fn unwrap_main<T: 'static>(&self, main: JoinHandle<T>) -> T {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unwrap_main(main)));
+        result.unwrap_or_else(|payload| match self.handle.group.deadlock() {
+            Some(report) => panic!("{report}"),
+            None => std::panic::resume_unwind(payload),
+        })
     }
 
     /// Stops every loop, unwinding its fibers, and waits for the threads.
@@ -497,6 +514,19 @@ impl RuntimeHandle {
     /// A handle to loop `index` alone (`call_soon_threadsafe`, pinned spawns).
     pub fn remote(&self, index: usize) -> Option<crate::RemoteHandle> {
         (index < self.loops()).then(|| crate::RemoteHandle::new(self.group.shared(index).clone()))
+    }
+
+    /// A dump of every loop (see [`Handle::dump`](super::Handle::dump)); a
+    /// loop that does not answer within `patience` is named instead.
+    pub fn dump(&self, patience: Duration) -> String {
+        (0..self.loops())
+            .map(|index| {
+                match crate::RemoteHandle::new(self.group.shared(index).clone()).dump(patience) {
+                    Ok(dump) => dump,
+                    Err(e) => format!("fiberloop: runtime loop {index}: no dump: {e}\n"),
+                }
+            })
+            .collect()
     }
 
     /// What each loop reported at its last turn, in loop order.

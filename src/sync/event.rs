@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use super::{block, deadline_after, lock, wake_all, Op, Until, WaitQueue};
+use super::{block, deadline_after, lock, wake_all, Op, Until, WaitOn, WaitQueue};
 use crate::rt::wait::WaitError;
 
 /// A flag that fibers and tasks can wait for: `set` wakes every waiter, and
@@ -61,7 +61,12 @@ impl Event {
     }
 
     fn until(&self) -> Until<'_, EventState> {
-        Until::new(&self.state, |s| s.set, |s| &mut s.waiters)
+        Until::new(
+            "an event to be set",
+            &self.state,
+            |s| s.set,
+            |s| &mut s.waiters,
+        )
     }
 
     /// Blocks until the flag is set.
@@ -165,6 +170,10 @@ struct BarrierOp<'a> {
 
 impl Op for BarrierOp<'_> {
     type Output = BarrierWaitResult;
+
+    fn wait_on(&self) -> WaitOn {
+        WaitOn::Other("the other parties of a barrier")
+    }
 
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<BarrierWaitResult> {
         let mut state = lock(&self.barrier.state);
@@ -279,7 +288,12 @@ impl WaitGroup {
     }
 
     fn until(&self) -> Until<'_, GroupState> {
-        Until::new(&self.inner, |s| s.count == 0, |s| &mut s.waiters)
+        Until::new(
+            "a wait group to reach zero",
+            &self.inner,
+            |s| s.count == 0,
+            |s| &mut s.waiters,
+        )
     }
 
     /// Blocks until the count is zero.

@@ -50,6 +50,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use crate::rt::wait;
+pub(crate) use crate::rt::wait::WaitOn;
 
 /// Waiters of one kind, in arrival order.
 ///
@@ -224,12 +225,15 @@ pub(crate) fn wake_all(wakers: Vec<Waker>) {
 pub(crate) trait Op {
     type Output;
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<Self::Output>;
+    /// What a task blocked in this operation waits on (for the dump).
+    fn wait_on(&self) -> WaitOn;
 }
 
 /// Waiting until `ready` holds for a primitive's state (an event set, a count
 /// at zero, an initialization over): the one operation behind `Event::wait`,
 /// `WaitGroup::wait` and `OnceCell`'s wait for another initializer.
 pub(crate) struct Until<'a, S> {
+    what: &'static str,
     state: &'a std::sync::Mutex<S>,
     ready: fn(&S) -> bool,
     waiters: fn(&mut S) -> &mut WaitQueue,
@@ -238,11 +242,13 @@ pub(crate) struct Until<'a, S> {
 
 impl<'a, S> Until<'a, S> {
     pub(crate) fn new(
+        what: &'static str,
         state: &'a std::sync::Mutex<S>,
         ready: fn(&S) -> bool,
         waiters: fn(&mut S) -> &mut WaitQueue,
     ) -> Until<'a, S> {
         Until {
+            what,
             state,
             ready,
             waiters,
@@ -253,6 +259,10 @@ impl<'a, S> Until<'a, S> {
 
 impl<S> Op for Until<'_, S> {
     type Output = ();
+
+    fn wait_on(&self) -> WaitOn {
+        WaitOn::Other(self.what)
+    }
 
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = lock(self.state);
@@ -273,10 +283,25 @@ impl<S> Drop for Until<'_, S> {
     }
 }
 
+/// The holder record of a lock that does not track its holder (a rwlock:
+/// its readers are many): always "none".
+pub(crate) static NO_HOLDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Polls `op` for a future (an async task's await), recording what the task
+/// waits on when it is pending.
+#[inline]
+pub(crate) fn poll_noted<O: Op>(op: &mut O, cx: &mut Context<'_>) -> Poll<O::Output> {
+    let polled = op.poll_op(cx);
+    if polled.is_pending() {
+        crate::rt::diag::note_pending(op.wait_on());
+    }
+    polled
+}
+
 /// Runs `op` to completion, blocking the fiber (or thread), until `deadline`.
 #[inline]
 pub(crate) fn block<O: Op>(op: &mut O, deadline: Option<Instant>) -> Result<O::Output, WaitError> {
-    wait::block_on(deadline, |cx| op.poll_op(cx))
+    wait::block_on(deadline, op.wait_on(), |cx| op.poll_op(cx))
 }
 
 pub(crate) use crate::rt::lock::deadline_after;

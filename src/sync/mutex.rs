@@ -20,16 +20,18 @@ use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex as StdMutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::{block, deadline_after, lock, Op, WaitQueue};
+use super::{block, deadline_after, lock, Op, WaitOn, WaitQueue};
 use crate::rt::wait::WaitError;
 
 const LOCKED: u8 = 1;
 const WAITERS: u8 = 2;
+/// `holder` while the lock passes to a woken waiter (no task holds it then).
+const HANDING: u64 = 0;
 
 /// A mutual-exclusion lock whose `lock` blocks only the calling fiber.
 ///
@@ -57,6 +59,10 @@ const WAITERS: u8 = 2;
 /// ```
 pub struct Mutex<T: ?Sized> {
     state: AtomicU8,
+    /// Who took the lock last: a task id, 0 for a plain thread, `HANDING`
+    /// between an unlock that hands the lock over and its taker. Read only
+    /// by the fiber dump and the deadlock check (see `rt::diag`).
+    holder: AtomicU64,
     queue: StdMutex<Queue>,
     value: UnsafeCell<T>,
 }
@@ -79,6 +85,7 @@ impl<T> Mutex<T> {
     pub fn new(value: T) -> Mutex<T> {
         Mutex {
             state: AtomicU8::new(0),
+            holder: AtomicU64::new(0),
             queue: StdMutex::default(),
             value: UnsafeCell::new(value),
         }
@@ -126,7 +133,15 @@ impl<T: ?Sized> Mutex<T> {
         self.state
             .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .ok()
-            .map(|_| MutexGuard { mutex: self })
+            .map(|_| self.taken())
+    }
+
+    /// The guard of a lock just taken, recording the taker.
+    #[inline]
+    fn taken(&self) -> MutexGuard<'_, T> {
+        self.holder
+            .store(crate::rt::diag::current_task_id(), Ordering::Relaxed);
+        MutexGuard { mutex: self }
     }
 
     /// The async face of [`lock`](Self::lock).
@@ -157,6 +172,7 @@ impl<T: ?Sized> Mutex<T> {
             Some((id, waker)) => {
                 // Hand over: LOCKED stays set, so nobody can barge in.
                 queue.handed_to = Some(id);
+                self.holder.store(HANDING, Ordering::Relaxed);
                 if queue.waiters.is_empty() {
                     self.state.store(LOCKED, Ordering::Release);
                 }
@@ -177,13 +193,21 @@ struct LockOp<'a, T: ?Sized> {
 impl<'a, T: ?Sized> Op for LockOp<'a, T> {
     type Output = MutexGuard<'a, T>;
 
+    fn wait_on(&self) -> WaitOn {
+        WaitOn::Lock {
+            kind: "mutex",
+            addr: std::ptr::from_ref(self.mutex).cast::<u8>().addr(),
+            holder: &self.mutex.holder,
+        }
+    }
+
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<MutexGuard<'a, T>> {
         let mutex = self.mutex;
         let mut queue = lock(&mutex.queue);
         if self.reg.is_some() && queue.handed_to == self.reg {
             queue.handed_to = None;
             self.reg = None;
-            return Poll::Ready(MutexGuard { mutex });
+            return Poll::Ready(mutex.taken());
         }
         queue.waiters.register(&mut self.reg, cx.waker());
         // Announce a waiter, then look again: an unlock that ran before the
@@ -195,7 +219,7 @@ impl<'a, T: ?Sized> Op for LockOp<'a, T> {
             if queue.waiters.is_empty() {
                 mutex.state.fetch_and(!WAITERS, Ordering::Relaxed);
             }
-            return Poll::Ready(MutexGuard { mutex });
+            return Poll::Ready(mutex.taken());
         }
         Poll::Pending
     }
@@ -234,7 +258,7 @@ impl<'a, T: ?Sized> Future for Lock<'a, T> {
         if let Some(guard) = self.op.mutex.try_lock() {
             return Poll::Ready(guard);
         }
-        self.op.poll_op(cx)
+        super::poll_noted(&mut self.op, cx)
     }
 }
 
@@ -407,6 +431,10 @@ impl NotifiedOp<'_> {
 
 impl Op for NotifiedOp<'_> {
     type Output = ();
+
+    fn wait_on(&self) -> WaitOn {
+        WaitOn::Other("a condvar notification")
+    }
 
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if lock(&self.condvar.waiters).refresh(self.reg, cx.waker()) {

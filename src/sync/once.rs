@@ -116,7 +116,12 @@ impl<T> OnceCell<T> {
     /// Waiting for an initialization in progress to end (the initializer sets
     /// the value before it clears `initializing`).
     fn until(&self) -> Until<'_, State> {
-        Until::new(&self.state, |s| !s.initializing, |s| &mut s.waiters)
+        Until::new(
+            "another task's initialization of a OnceCell",
+            &self.state,
+            |s| !s.initializing,
+            |s| &mut s.waiters,
+        )
     }
 
     /// Takes the right to initialize; false if set or someone else has it.

@@ -10,7 +10,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Mutex as StdMutex;
 use std::task::{Context, Poll};
 
-use super::{block, lock, wake_all, Op, WaitQueue};
+use super::{block, lock, wake_all, Op, WaitOn, WaitQueue};
 use crate::rt::wait::WaitError;
 
 /// A reader-writer lock for fibers, tasks and threads.
@@ -154,6 +154,18 @@ struct RwOp<'a, T: ?Sized> {
 
 impl<T: ?Sized> Op for RwOp<'_, T> {
     type Output = ();
+
+    fn wait_on(&self) -> WaitOn {
+        WaitOn::Lock {
+            kind: if self.write {
+                "rwlock (to write)"
+            } else {
+                "rwlock (to read)"
+            },
+            addr: std::ptr::from_ref(self.lock).addr(),
+            holder: &super::NO_HOLDER,
+        }
+    }
 
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = lock(&self.lock.state);

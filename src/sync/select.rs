@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::channel::{RecvError, SendError};
 use super::{deadline_after, Op, Receiver, Sender};
-use crate::rt::wait::{self, WaitError};
+use crate::rt::wait::{self, WaitError, WaitOn};
 use crate::task::{JoinError, JoinHandle};
 
 /// One branch: its channel operation and what to do with the outcome.
@@ -113,7 +113,9 @@ impl<'a, R> Select<'a, R> {
     pub fn wait(mut self) -> Result<R, WaitError> {
         let deadline = self.timeout.as_ref().map(|(at, _)| *at);
         let start = next_start(self.branches.len());
-        match wait::block_on(deadline, |cx| self.poll_branches(cx, start)) {
+        match wait::block_on(deadline, WaitOn::Other("a select"), |cx| {
+            self.poll_branches(cx, start)
+        }) {
             Ok(result) => Ok(result),
             Err(WaitError::TimedOut) if deadline.is_some_and(|at| Instant::now() >= at) => {
                 let (_, then) = self.timeout.take().expect("deadline came from it");
@@ -216,14 +218,18 @@ pub fn select_first<T: 'static>(
         !handles.is_empty(),
         "select_first needs at least one handle"
     );
-    let (index, result) = wait::block_on(None, |cx| {
-        for (i, handle) in handles.iter_mut().enumerate() {
-            if let Poll::Ready(result) = std::pin::Pin::new(handle).poll(cx) {
-                return Poll::Ready((i, result));
+    let (index, result) = wait::block_on(
+        None,
+        WaitOn::Other("the first of several fibers to finish"),
+        |cx| {
+            for (i, handle) in handles.iter_mut().enumerate() {
+                if let Poll::Ready(result) = std::pin::Pin::new(handle).poll(cx) {
+                    return Poll::Ready((i, result));
+                }
             }
-        }
-        Poll::Pending
-    })?;
+            Poll::Pending
+        },
+    )?;
     drop(handles.remove(index)); // joined already
     Ok((index, result, handles))
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Mutex as StdMutex;
 use std::task::{Context, Poll};
 
-use super::{block, lock, Op, WaitQueue};
+use super::{block, lock, Op, WaitOn, WaitQueue};
 use crate::rt::wait::WaitError;
 
 /// A counting semaphore for fibers, tasks and threads.
@@ -110,6 +110,10 @@ struct AcquireOp<'a> {
 
 impl Op for AcquireOp<'_> {
     type Output = ();
+
+    fn wait_on(&self) -> WaitOn {
+        WaitOn::Other("a semaphore permit")
+    }
 
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = lock(&self.semaphore.state);

@@ -64,6 +64,20 @@ pub(crate) fn replace_running(info: *const FaultInfo) -> *const FaultInfo {
     RUNNING.with(|r| r.replace(info))
 }
 
+/// The running fiber's usable stack, `[lo, hi)`, if a fiber runs. Only
+/// reads a const thread-local and the fiber's own cells: async-signal-safe.
+pub(crate) fn running_stack() -> Option<(usize, usize)> {
+    let running = RUNNING.with(Cell::get);
+    if running.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null RUNNING points at the running fiber's info, which
+    // the scheduler keeps alive until it withdraws it.
+    let info = unsafe { &*running };
+    let (_, top_of_guard) = info.guard.get();
+    Some((top_of_guard, top_of_guard + info.size.get()))
+}
+
 /// The handlers that were installed before ours, for chaining.
 struct Previous {
     segv: libc::sigaction,

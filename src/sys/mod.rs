@@ -27,6 +27,7 @@ use std::time::Instant;
 pub(crate) mod fault;
 #[cfg(feature = "hook")]
 pub(crate) mod fiber_flag;
+pub(crate) mod sample;
 pub(crate) mod signals;
 pub(crate) mod stack;
 
@@ -264,3 +265,56 @@ macro_rules! from_raw_fd {
     };
 }
 pub(crate) use from_raw_fd;
+
+/// What a descriptor is, in words, for the fiber dump: a socket's kind and
+/// addresses (`tcp 127.0.0.1:5000 -> 127.0.0.1:40002`), or `pipe`, `file`,
+/// `character device`; `closed` if it is not open.
+pub(crate) fn describe_fd(fd: RawFd) -> String {
+    if fd < 0 {
+        return "invalid".to_string();
+    }
+    // SAFETY: the descriptor is only looked at (getsockname, getpeername,
+    // fstat) for the length of this call; if it was closed meanwhile, those
+    // calls fail with EBADF and we say so.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let socket = socket2::SockRef::from(&borrowed);
+    let name = |addr: io::Result<socket2::SockAddr>| match addr {
+        Ok(addr) => match (addr.as_socket(), addr.as_pathname()) {
+            (Some(addr), _) => addr.to_string(),
+            (None, Some(path)) => path.display().to_string(),
+            (None, None) => "unnamed".to_string(),
+        },
+        Err(_) => "-".to_string(),
+    };
+    match socket.local_addr() {
+        Ok(local) => {
+            let kind = match (socket.r#type(), local.is_unix()) {
+                (Ok(socket2::Type::STREAM), false) => "tcp",
+                (Ok(socket2::Type::DGRAM), false) => "udp",
+                (Ok(socket2::Type::STREAM), true) => "unix stream",
+                (Ok(socket2::Type::DGRAM), true) => "unix datagram",
+                _ => "socket",
+            };
+            match socket.peer_addr() {
+                Ok(peer) => format!("{kind} {} -> {}", name(Ok(local)), name(Ok(peer))),
+                Err(_) => format!("{kind} {}", name(Ok(local))),
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => "closed".to_string(),
+        Err(_) => {
+            // SAFETY: all-zero is a valid `stat`; fstat writes into it.
+            let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: `stat` is a live, exclusively borrowed buffer.
+            if unsafe { syscall!(fstat(fd, &mut stat)) }.is_err() {
+                return "closed".to_string();
+            }
+            match stat.st_mode & libc::S_IFMT {
+                libc::S_IFIFO => "pipe",
+                libc::S_IFREG => "file",
+                libc::S_IFCHR => "character device",
+                _ => "descriptor",
+            }
+            .to_string()
+        }
+    }
+}

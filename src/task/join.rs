@@ -49,8 +49,10 @@ impl<T: 'static> JoinHandle<T> {
     pub fn join(mut self) -> Result<T, JoinError> {
         let task = self.task.take().expect("join handle used after join");
         if !task.is_complete() {
-            let waited = crate::rt::scheduler::join_on_same_loop(&task)
-                .unwrap_or_else(|| crate::rt::wait::block_on(None, |cx| task.poll_complete(cx)));
+            let waited = crate::rt::scheduler::join_on_same_loop(&task).unwrap_or_else(|| {
+                let on = crate::rt::wait::WaitOn::Join { id: task.id };
+                crate::rt::wait::block_on(None, on, |cx| task.poll_complete(cx))
+            });
             if waited.is_err() {
                 // We could not wait (unwinding, or a timeout scope ran out):
                 // leave the fiber detached.
@@ -123,6 +125,7 @@ impl<T: 'static> Future for JoinHandle<T> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let task = self.task();
         if task.poll_complete(cx).is_pending() {
+            crate::rt::diag::note_pending(crate::rt::diag::WaitOn::Join { id: task.id });
             return Poll::Pending;
         }
         let task = self.task.take().expect("checked above");

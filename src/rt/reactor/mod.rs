@@ -51,6 +51,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use mio::unix::SourceFd;
+
+use crate::rt::diag::WaitOn;
 use mio::{Events, Token};
 use slab::Slab;
 
@@ -95,16 +97,18 @@ impl Reactor {
     }
 
     /// Waits for events up to `timeout` (`None`: until one arrives) and wakes
-    /// the waiters they concern.
-    pub(crate) fn poll(&self, timeout: Option<Duration>) {
+    /// the waiters they concern. Returns how many events came (the poller's
+    /// own wake-up included), 0 after a timeout or an interruption.
+    pub(crate) fn poll(&self, timeout: Option<Duration>) -> usize {
         let mut events = self.events.borrow_mut();
         if let Err(e) = self.poll.borrow_mut().poll(&mut events, timeout) {
             // EINTR is a normal early return (mio does not retry it for us).
             if e.kind() != io::ErrorKind::Interrupted {
                 eprintln!("fiberloop: poll failed: {e}");
             }
-            return;
+            return 0;
         }
+        let count = events.iter().count();
         let mut woken = self.woken.take();
         {
             let sources = self.sources.borrow();
@@ -128,6 +132,7 @@ impl Reactor {
         drop(events);
         woken.drain(..).for_each(Waker::wake);
         *self.woken.borrow_mut() = woken;
+        count
     }
 
     /// Registers `fd` for both directions (edge-triggered) with this loop.
@@ -302,6 +307,10 @@ impl<T: AsRawFd> Source<T> {
         let result = std::future::poll_fn(|cx| {
             let polled = self.poll_io(interest, cx, &mut op);
             if polled.is_pending() {
+                crate::rt::diag::note_pending(WaitOn::Io {
+                    fd: self.io.as_raw_fd(),
+                    write: matches!(interest, Interest::Write),
+                });
                 match &guard.waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
                     _ => guard.waker = Some(cx.waker().clone()),
@@ -334,7 +343,26 @@ impl<T: AsRawFd> Source<T> {
                 result => return result,
             }
         };
-        self.wait_io(interest, timeout, tick, op)
+        self.wait_io(interest, timeout, tick, None, op)
+    }
+
+    /// [`do_io`](Self::do_io) for a wait the dump should name as `on`
+    /// rather than as a read or write on the descriptor.
+    pub(crate) fn do_io_on<R>(
+        &self,
+        on: WaitOn,
+        interest: Interest,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let tick = loop {
+            let tick = self.tick(interest);
+            match op(&self.io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break tick,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return result,
+            }
+        };
+        self.wait_io(interest, None, tick, Some(on), op)
     }
 
     /// The waiting half of [`do_io`](Self::do_io), for a caller that has just
@@ -346,6 +374,7 @@ impl<T: AsRawFd> Source<T> {
         interest: Interest,
         timeout: Option<Duration>,
         tick: usize,
+        on: Option<WaitOn>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
         // Read the clock only now that we know we must wait.
@@ -373,7 +402,11 @@ impl<T: AsRawFd> Source<T> {
         // The fast path just saw WouldBlock, so the first poll only registers
         // (trying `op` again at once would be a wasted syscall per wait).
         let mut first = Some(tick);
-        let waited = wait::block_on(deadline, |cx| {
+        let on = on.unwrap_or(WaitOn::Io {
+            fd: self.io.as_raw_fd(),
+            write: matches!(interest, Interest::Write),
+        });
+        let waited = wait::block_on(deadline, on, |cx| {
             if let Some(tick) = first.take() {
                 match self.add_waiter(interest, cx.waker(), tick) {
                     Ok(true) => return Poll::Pending,
@@ -479,7 +512,8 @@ pub(crate) fn wait_any<T: AsRawFd, R>(
         waker: None,
     };
     let mut ticks = Vec::with_capacity(sources.len());
-    wait::block_on(deadline, |cx| loop {
+    let on = WaitOn::Poll { fds: sources.len() };
+    wait::block_on(deadline, on, |cx| loop {
         ticks.clear();
         ticks.extend(
             sources

@@ -136,9 +136,13 @@ pub(crate) fn join_on_same_loop(
     }
     let joiner = &task.local(&core).joiner;
     let me = core.current_key().expect("a running fiber has a task");
+    let on = crate::rt::diag::WaitOn::Join { id: task.id };
     while !task.is_complete() {
         joiner.set(Some(me));
-        if let Err(e) = crate::rt::wait::park(Suspend::Park) {
+        core.begin_wait(on, None);
+        let resume = crate::rt::coro::suspend(Suspend::Park);
+        core.end_wait(on); // before a cancellation unwinds from here
+        if let Err(e) = crate::rt::wait::resumed(resume) {
             return Some(Err(e)); // cancelled while unwinding
         }
     }

@@ -53,6 +53,8 @@ pub(crate) struct Group {
     loops: Box<[Arc<Shared>]>,
     /// A loop was woken to steal and has not looked yet.
     searching: AtomicBool,
+    /// The first deadlock report of any of its loops, for `Runtime::run`.
+    deadlock: std::sync::Mutex<Option<String>>,
 }
 
 impl Group {
@@ -61,7 +63,16 @@ impl Group {
         Arc::new(Group {
             loops: loops.into_boxed_slice(),
             searching: AtomicBool::new(false),
+            deadlock: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The first deadlock one of the loops reported, if any.
+    pub(crate) fn deadlock(&self) -> Option<String> {
+        self.deadlock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Number of loops.
@@ -197,6 +208,14 @@ impl Core {
     pub(crate) fn join_group(&self, group: Arc<Group>, index: usize) {
         let joined = self.group.set((group, index));
         assert!(joined.is_ok(), "fiberloop: a loop joined two runtimes");
+    }
+
+    /// Hands a deadlock report to this loop's runtime, if it is in one.
+    pub(crate) fn publish_deadlock(&self, report: String) {
+        if let Some((group, _)) = self.group.get() {
+            let mut first = group.deadlock.lock().unwrap_or_else(|e| e.into_inner());
+            first.get_or_insert(report);
+        }
     }
 
     /// The runtime this loop belongs to, and its index there.

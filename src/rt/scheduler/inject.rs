@@ -61,6 +61,11 @@ pub(crate) enum RemoteJob {
 }
 
 impl Shared {
+    /// True while the loop is (about to be) asleep in `poll`.
+    pub(crate) fn is_sleeping(&self) -> bool {
+        self.sleeping.load(Ordering::Relaxed)
+    }
+
     pub(super) fn push_remote(&self, task: Arc<TaskCell>) {
         if task.remote_queued.swap(true, Ordering::AcqRel) {
             return; // already on its way

@@ -40,6 +40,7 @@ mod gate;
 mod group;
 mod idle;
 mod inject;
+mod inspect;
 mod queue;
 mod run_task;
 mod teardown;
@@ -50,6 +51,7 @@ pub(crate) use context::{
 pub(crate) use group::Group;
 use inject::Inbox;
 pub(crate) use inject::{RemoteJob, Shared};
+pub(crate) use inspect::{TaskState, TaskView};
 use run_task::run_callback;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -131,6 +133,10 @@ pub(crate) struct Core {
     /// spawned by its own fibers: it takes the newest (depth first, as
     /// local spawns run), thieves take the oldest (`Shared::stealer`).
     deque: crossbeam_deque::Worker<Arc<TaskCell>>,
+    /// True while `run_task` polls an async task's future.
+    polling_future: Cell<bool>,
+    /// Wait records' clock, the checks' state, the watchdog's view (`rt::diag`).
+    pub(crate) diag: crate::rt::diag::Diag,
 }
 
 /// Process-unique fiber ids, handed to each thread in blocks to avoid
@@ -194,6 +200,8 @@ impl Core {
             running: Cell::new(false),
             group: OnceCell::new(),
             deque,
+            polling_future: Cell::new(false),
+            diag: crate::rt::diag::Diag::new(),
         })
     }
 
@@ -272,14 +280,28 @@ impl Core {
             }
         }
         let _running = Running(&self.running);
+        let _watched = self.diag.watched.get().map(|w| w.running());
         loop {
             if done() || (honour_stop && self.stopping.replace(false)) {
                 return;
+            }
+            if self.diag.checks.found() {
+                if !honour_stop {
+                    return; // the caller raises the report
+                }
+                // A loop run forever goes on (its deadlocked tasks are
+                // being cancelled); the report goes to stderr, and to the
+                // runtime's `run`, which raises it.
+                if let Some(report) = self.diag.checks.take_report() {
+                    eprintln!("{report}");
+                    self.publish_deadlock(report);
+                }
             }
             for _ in 0..BUDGET {
                 let Some(next) = self.next_ready().or_else(|| self.adopt_newest()) else {
                     break;
                 };
+                self.diag.progress();
                 self.spawn_at.set(0);
                 // `done` can only turn true when a task finishes or a callback
                 // runs, so a fiber that merely yielded or parked skips the check.
@@ -300,15 +322,18 @@ impl Core {
 
     /// One look at the outside world: remote wakes, I/O, timers.
     fn turn(&self, honour_stop: bool) {
+        self.diag.progress();
         self.drain_remote();
         self.take_runtime_work();
         reactor::drain_released(self);
+        let has_timers = self.timers.borrow().len() > 0;
+        self.tick_clock(has_timers);
         let mut timeout = if !self.ready.borrow().is_empty() || (honour_stop && self.stopping.get())
         {
             Some(Duration::ZERO)
         } else {
             let next = self.timers.borrow_mut().next_deadline();
-            next.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+            next.map(|deadline| deadline.saturating_duration_since(self.diag.clock.get()))
         };
         if timeout != Some(Duration::ZERO) {
             self.shared.sleeping.store(true, Ordering::Relaxed);
@@ -317,15 +342,50 @@ impl Core {
                 timeout = Some(Duration::ZERO);
             }
         }
+        // About to sleep: look for a deadlock first (`rt::diag`), and sleep
+        // no longer than the stall report's quiet period.
+        let mut stall_watch = false;
+        if timeout != Some(Duration::ZERO) {
+            if self.check_deadlock(timeout.is_none()) {
+                self.shared.sleeping.store(false, Ordering::Relaxed);
+                return; // `run` ends at its next check
+            }
+            if timeout.is_none() {
+                if let Some(quiet) = self.stall_quiet_period() {
+                    timeout = Some(quiet);
+                    stall_watch = true;
+                }
+            }
+        }
         // With work ready and no source registered there is nothing to poll
         // for: remote wakes arrive through the queue drained above and below.
+        let mut events = 0;
         if timeout != Some(Duration::ZERO) || self.reactor.len() > 0 {
-            self.reactor.poll(timeout);
+            events = self.reactor.poll(timeout);
         }
         self.shared.sleeping.store(false, Ordering::Relaxed);
+        if timeout != Some(Duration::ZERO) {
+            self.diag.clock.set(Instant::now());
+        }
         self.drain_remote();
+        if stall_watch {
+            self.check_stall(events == 0 && self.ready.borrow().is_empty());
+        }
         if self.timers.borrow().len() > 0 {
-            self.fire_timers(Instant::now());
+            self.fire_timers(self.diag.clock.get());
+        }
+    }
+
+    /// Reads the clock for the wait records when the turn needs the time
+    /// anyway (it has timers), and every `CLOCK_TURNS` turns otherwise.
+    #[inline]
+    fn tick_clock(&self, has_timers: bool) {
+        let turns = self.diag.turns.get() + 1;
+        if has_timers || turns >= crate::rt::diag::CLOCK_TURNS {
+            self.diag.clock.set(Instant::now());
+            self.diag.turns.set(0);
+        } else {
+            self.diag.turns.set(turns);
         }
     }
 

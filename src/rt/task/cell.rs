@@ -125,6 +125,8 @@ pub(crate) struct Local {
     /// True while the fiber is parked in a shielded wait: a cancellation then
     /// resumes it normally instead of unwinding it.
     pub(crate) shielded: Cell<bool>,
+    /// What the task waits on while it is parked (see `rt::diag`).
+    pub(crate) wait: Cell<Option<crate::rt::diag::Waiting>>,
     /// Strong counts held for the next waker clones (see [`waker_ref`]);
     /// closed once the task left the table.
     pub(super) bank: RefBank,
@@ -188,6 +190,7 @@ impl TaskCell {
                 deadline: Cell::new(None),
                 shielded: Cell::new(false),
                 reserved: Cell::new(false),
+                wait: Cell::new(None),
                 bank: RefBank::new(),
                 key: Cell::new(usize::MAX),
                 stack_size,

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use super::{block, deadline_after, wake_all, Op, SpinLock, WaitQueue};
+use super::{block, deadline_after, wake_all, Op, SpinLock, WaitOn, WaitQueue};
 
 mod error;
 
@@ -391,6 +391,12 @@ pub(crate) struct RecvOp<'a, T> {
 impl<T> Op for RecvOp<'_, T> {
     type Output = Result<T, RecvError>;
 
+    fn wait_on(&self) -> WaitOn {
+        WaitOn::Recv {
+            channel: std::ptr::from_ref(self.chan).addr(),
+        }
+    }
+
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, RecvError>> {
         let mut state = self.chan.state.lock();
         if let Some(value) = state.buf.pop_front() {
@@ -445,6 +451,12 @@ pub(crate) struct SendOp<'a, T> {
 
 impl<T> Op for SendOp<'_, T> {
     type Output = Result<(), SendError<T>>;
+
+    fn wait_on(&self) -> WaitOn {
+        WaitOn::Send {
+            channel: std::ptr::from_ref(self.chan).addr(),
+        }
+    }
 
     fn poll_op(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), SendError<T>>> {
         let mut state = self.chan.state.lock();
@@ -501,7 +513,7 @@ impl<T> Future for SendFuture<'_, T> {
     type Output = Result<(), SendError<T>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.op.poll_op(cx)
+        super::poll_noted(&mut self.op, cx)
     }
 }
 
@@ -517,7 +529,7 @@ impl<T> Future for RecvFuture<'_, T> {
     type Output = Result<T, RecvError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.op.poll_op(cx)
+        super::poll_noted(&mut self.op, cx)
     }
 }
 

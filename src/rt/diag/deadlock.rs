@@ -1,0 +1,203 @@
+//! The deadlock check and the stall report, run when the loop is about to
+//! sleep.
+//!
+//! **Deadlock** is claimed only where it is provable: a cycle in the
+//! wait-for graph of this loop's parked tasks, whose edges are "waits, with
+//! no deadline, for the lock held by" and "joins, with no deadline". A lock
+//! is released only by its holder and a task finishes only by running, so a
+//! cycle of parked tasks can never move, whatever other threads do (short of
+//! cancelling one of them). The check runs when the loop would sleep forever
+//! and, while tasks are parked on locks, at most every `GRAPH_EVERY` before
+//! the loop sleeps at all, so a cycle is found even while timers and sockets
+//! keep the loop alive. Finding one prints the report and ends `run`, whose
+//! caller panics with it (Go ends the program with "all goroutines are
+//! asleep - deadlock!").
+//!
+//! **Stall** is the fallback where nothing is provable: the loop has been
+//! idle for the quiet period with no timer set, and every parked task waits
+//! on an in-process primitive (a channel, an event, a lock held outside the
+//! loop) that no I/O, timer or pool job of this loop will end. Another
+//! thread may still end it, so this is a report, not a verdict: `run` goes on.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::WaitOn;
+use crate::rt::scheduler::{Core, TaskState, TaskView};
+
+/// How often, at most, the wait-for graph is built while the loop still
+/// has timers or I/O to sleep on and some task is parked on a lock.
+const GRAPH_EVERY: Duration = Duration::from_millis(250);
+
+/// What the checks remember between turns.
+#[derive(Default)]
+pub(crate) struct Checks {
+    last_graph: Cell<Option<Instant>>,
+    stall_reported: Cell<bool>,
+    found: Cell<bool>,
+    report: RefCell<Option<String>>,
+}
+
+impl Checks {
+    /// A deadlock was found: `run` must end.
+    #[inline]
+    pub(crate) fn found(&self) -> bool {
+        self.found.get()
+    }
+
+    /// The deadlock report, once (the loop may be run again afterwards).
+    pub(crate) fn take_report(&self) -> Option<String> {
+        self.found.set(false);
+        self.report.take()
+    }
+}
+
+impl Core {
+    /// The loop is about to sleep (`forever`: no timer will wake it). Looks
+    /// for a wait-for cycle; if there is one, reports it and returns true.
+    pub(crate) fn check_deadlock(&self, forever: bool) -> bool {
+        let checks = &self.diag.checks;
+        if self.task_count() == 0 {
+            return false;
+        }
+        if !forever {
+            if self.diag.lock_waits.get() == 0 {
+                return false;
+            }
+            let now = Instant::now();
+            if checks
+                .last_graph
+                .get()
+                .is_some_and(|at| now - at < GRAPH_EVERY)
+            {
+                return false;
+            }
+            checks.last_graph.set(Some(now));
+        }
+        let views = self.task_views();
+        let Some(cycle) = find_cycle(&views) else {
+            return false;
+        };
+        let mut report = format!(
+            "fiberloop: deadlock on loop {}: these tasks wait for each other, and nothing can wake them:\n",
+            self.id()
+        );
+        for &i in &cycle {
+            let view = &views[i];
+            let wait = view.wait.expect("a task in the cycle waits");
+            report.push_str(&format!(
+                "  {} waits for {}\n",
+                super::dump::title(view),
+                super::dump::describe(self, &views, &wait.on)
+            ));
+        }
+        report.push_str(&self.dump(true));
+        // No cycle survives the report: its tasks unwind (releasing their
+        // locks) whenever the loop runs them next.
+        for &i in &cycle {
+            views[i].task.request_cancel();
+        }
+        checks.report.replace(Some(report));
+        checks.found.set(true);
+        true
+    }
+
+    /// How long the loop may sleep with no timer before the stall check
+    /// looks, if the stall report is on and tasks are alive.
+    pub(crate) fn stall_quiet_period(&self) -> Option<Duration> {
+        let quiet = self.diag.config.get().stall?;
+        (self.task_count() > 0).then_some(quiet)
+    }
+
+    /// After a sleep bounded by the quiet period: `quiet` if nothing at all
+    /// happened. Reports once per quiet spell.
+    pub(crate) fn check_stall(&self, quiet: bool) {
+        let checks = &self.diag.checks;
+        if !quiet {
+            checks.stall_reported.set(false);
+            return;
+        }
+        if checks.stall_reported.get() {
+            return;
+        }
+        let views = self.task_views();
+        let parked = views
+            .iter()
+            .filter(|v| v.state == TaskState::Parked)
+            .count();
+        let stuck = |v: &TaskView| {
+            v.state != TaskState::Parked
+                || v.wait
+                    .is_some_and(|w| !w.on.is_external() && w.until.is_none())
+        };
+        if parked == 0 || !views.iter().all(stuck) {
+            return;
+        }
+        checks.stall_reported.set(true);
+        let quiet_for = self.diag.config.get().stall.unwrap_or_default();
+        let others = if self.group_index().is_some() {
+            "another thread or another loop of the runtime"
+        } else {
+            "another thread"
+        };
+        eprintln!(
+            "fiberloop: stall on loop {}: idle for {:.1} s with {parked} parked tasks, no timer, \
+             and no I/O, pool job or signal that could wake them. Unless {others} wakes one, \
+             this is a deadlock (set FIBERLOOP_STALL_MS=0 to silence this report).\n{}",
+            self.id(),
+            quiet_for.as_secs_f64(),
+            self.dump(true)
+        );
+    }
+}
+
+/// The edge out of a parked task in the wait-for graph: the task it waits
+/// for, if it waits without a deadline on a lock or a join.
+fn waits_for(view: &TaskView) -> Option<u64> {
+    let wait = view.wait?;
+    if view.state != TaskState::Parked || wait.until.is_some() {
+        return None;
+    }
+    match wait.on {
+        WaitOn::Join { id } => Some(id),
+        WaitOn::Lock { .. } => wait.on.lock_holder(),
+        _ => None,
+    }
+}
+
+/// A cycle of parked tasks (indices into `views`), if there is one. Each
+/// task has at most one edge out, so following edges from each task either
+/// leaves the set of parked tasks or comes back to a task on the path.
+fn find_cycle(views: &[TaskView]) -> Option<Vec<usize>> {
+    let index: HashMap<u64, usize> = views
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.task.id, i))
+        .collect();
+    let next = |i: usize| waits_for(&views[i]).and_then(|id| index.get(&id).copied());
+    // 0: not seen, 1: on the current path, 2: done.
+    let mut mark = vec![0u8; views.len()];
+    for start in 0..views.len() {
+        let mut path = Vec::new();
+        let mut at = Some(start);
+        while let Some(i) = at {
+            match mark[i] {
+                2 => break,
+                1 => {
+                    let from = path.iter().position(|&p| p == i).expect("on the path");
+                    return Some(path[from..].to_vec());
+                }
+                _ => {
+                    mark[i] = 1;
+                    path.push(i);
+                    at = next(i);
+                }
+            }
+        }
+        for i in path {
+            mark[i] = 2;
+        }
+    }
+    None
+}

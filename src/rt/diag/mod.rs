@@ -1,0 +1,244 @@
+//! Diagnostics: what each task waits on, the fiber dump, the deadlock and
+//! stall reports, and the blocking detector's watchdog.
+//!
+//! The loop pays for none of it until it is asked, with two exceptions kept
+//! small on purpose: a parking fiber writes *what* it waits on into its task
+//! ([`Waiting`], a few stores next to the stack switch), and the loop bumps a
+//! progress counter once per item it runs (one relaxed store, read by the
+//! watchdog thread). Everything else (the dump, the wait-for graph, the
+//! watchdog) runs only when asked for or when the loop is about to sleep.
+//!
+//! The parts: this file holds the wait record and the configuration;
+//! `dump` the text snapshot of a loop; `deadlock` the wait-for graph and the
+//! stall report; `watchdog` the blocking detector's thread and its report.
+//! This module reads the scheduler's state; the scheduler calls into it only
+//! at the points named in its own docs (park, turn, run).
+
+mod deadlock;
+mod dump;
+mod watchdog;
+
+pub(crate) use deadlock::Checks;
+pub(crate) use watchdog::Watched;
+
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use crate::rt::scheduler;
+
+/// What a parked task waits for: written when it parks, cleared when it
+/// resumes, read only by the dump and the deadlock check (on the loop's
+/// thread, while the task is suspended).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WaitOn {
+    /// A descriptor to become readable (or writable).
+    Io { fd: i32, write: bool },
+    /// Any of several descriptors (`poll(2)` under the `hook` feature).
+    #[cfg(feature = "hook")]
+    Poll { fds: usize },
+    /// A signal delivery (`fiberloop::signal`).
+    Signal,
+    /// A value from a channel, named by its address.
+    Recv { channel: usize },
+    /// Room in a channel.
+    Send { channel: usize },
+    /// A lock, named by its address. `holder` points at the lock's record
+    /// of who holds it (a task id, 0 for none or a plain thread); it is
+    /// read only while the waiter is parked in this wait, which borrows
+    /// the lock, so the lock is alive.
+    Lock {
+        kind: &'static str,
+        addr: usize,
+        holder: *const AtomicU64,
+    },
+    /// A timer: `sleep`, `sleep_until`, a pause between checks.
+    Sleep,
+    /// A child process to exit (`fiberloop::process`).
+    Child,
+    /// Another task to finish.
+    Join { id: u64 },
+    /// A job on the loop's thread pool (`unblock`, `getaddrinfo`).
+    Pool,
+    /// A future driven from a fiber (`fiberloop::wait`), or one of an
+    /// async task's awaits that records nothing more precise.
+    Future,
+    /// Anything else, by name (an event, a semaphore, a select, a scope).
+    Other(&'static str),
+}
+
+impl WaitOn {
+    /// The lock's holder, if this is a lock wait and a task holds it.
+    pub(crate) fn lock_holder(&self) -> Option<u64> {
+        let WaitOn::Lock { holder, .. } = *self else {
+            return None;
+        };
+        // SAFETY: `holder` points into the lock this task waits for; the
+        // wait borrows the lock for as long as the task is parked in it, and
+        // the record is cleared before the wait returns (see `Waiting`), so
+        // the lock is alive whenever the record is read.
+        let id = unsafe { &*holder }.load(std::sync::atomic::Ordering::Relaxed);
+        (id != 0).then_some(id)
+    }
+
+    /// True for waits that something outside the loop's own fibers may end:
+    /// I/O, timers, the pool, signals, and futures (which may be anyone's).
+    pub(crate) fn is_external(&self) -> bool {
+        #[cfg(feature = "hook")]
+        if matches!(self, WaitOn::Poll { .. }) {
+            return true;
+        }
+        matches!(
+            self,
+            WaitOn::Io { .. }
+                | WaitOn::Signal
+                | WaitOn::Sleep
+                | WaitOn::Child
+                | WaitOn::Pool
+                | WaitOn::Future
+        )
+    }
+}
+
+/// A task's current wait: what, since when (the loop's clock at its last
+/// turn, so "for how long" is exact to one turn) and until when.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waiting {
+    pub(crate) on: WaitOn,
+    pub(crate) since: Instant,
+    pub(crate) until: Option<Instant>,
+}
+
+/// The id of the task running on this thread's loop (0 outside any task):
+/// what a lock records as its holder.
+#[inline]
+pub(crate) fn current_task_id() -> u64 {
+    scheduler::with_core(|core| core.with_current(|task| task.id))
+        .flatten()
+        .unwrap_or(0)
+}
+
+/// Records what the async task being polled waits on, when one of
+/// fiberloop's futures returns `Pending`. Does nothing elsewhere (a fiber
+/// records its waits when it parks).
+#[inline]
+pub(crate) fn note_pending(on: WaitOn) {
+    note_pending_until(on, None);
+}
+
+/// [`note_pending`] for a wait with a deadline.
+#[inline]
+pub(crate) fn note_pending_until(on: WaitOn, until: Option<Instant>) {
+    if crate::rt::coro::in_fiber() {
+        return;
+    }
+    scheduler::with_core(|core| core.note_pending(on, until));
+}
+
+/// What a loop's diagnostics do, from the environment and the builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Config {
+    /// Report a task that holds the loop longer than this (`FIBERLOOP_BLOCKING_MS`).
+    pub(crate) blocking: Option<Duration>,
+    /// Report a loop idle this long with parked tasks and nothing that
+    /// could wake them (`FIBERLOOP_STALL_MS`; 0 turns it off).
+    pub(crate) stall: Option<Duration>,
+    /// Dump every loop to stderr on `SIGQUIT` (`FIBERLOOP_DUMP_ON_SIGQUIT=1`).
+    pub(crate) dump_on_sigquit: bool,
+}
+
+/// The stall report's quiet period when the environment says nothing.
+pub(crate) const DEFAULT_STALL: Duration = Duration::from_secs(10);
+
+impl Config {
+    /// The configuration the environment asks for.
+    pub(crate) fn from_env() -> Config {
+        let ms = |name: &str| -> Option<Option<Duration>> {
+            let value = std::env::var(name).ok()?;
+            match value.trim().parse::<u64>() {
+                Ok(0) => Some(None),
+                Ok(ms) => Some(Some(Duration::from_millis(ms))),
+                Err(_) => {
+                    eprintln!(
+                        "fiberloop: {name}={value:?} is not a number of milliseconds; ignored"
+                    );
+                    None
+                }
+            }
+        };
+        Config {
+            blocking: ms("FIBERLOOP_BLOCKING_MS").flatten(),
+            stall: ms("FIBERLOOP_STALL_MS").unwrap_or(Some(DEFAULT_STALL)),
+            dump_on_sigquit: std::env::var("FIBERLOOP_DUMP_ON_SIGQUIT")
+                .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
+        }
+    }
+}
+
+/// A loop's diagnostics state: its configuration, the clock its waits are
+/// stamped with, and what the checks found. Owned by the loop's `Core`.
+pub(crate) struct Diag {
+    pub(crate) config: std::cell::Cell<Config>,
+    /// The loop's clock: read when the loop reads the time anyway (timers,
+    /// after sleeping) and every `CLOCK_TURNS` turns otherwise.
+    pub(crate) clock: std::cell::Cell<Instant>,
+    /// Turns since the clock was last read.
+    pub(crate) turns: std::cell::Cell<u32>,
+    /// Tasks parked on a lock right now: what makes a wait-for cycle worth
+    /// looking for while the loop still has timers or I/O.
+    pub(crate) lock_waits: std::cell::Cell<usize>,
+    pub(crate) checks: Checks,
+    /// The blocking detector's view of this loop, when it is on.
+    pub(crate) watched: std::cell::OnceCell<std::sync::Arc<Watched>>,
+}
+
+/// The clock is read at least once per this many turns.
+pub(crate) const CLOCK_TURNS: u32 = 16;
+
+impl Diag {
+    pub(crate) fn new() -> Diag {
+        Diag {
+            config: std::cell::Cell::new(Config {
+                blocking: None,
+                stall: None,
+                dump_on_sigquit: false,
+            }),
+            clock: std::cell::Cell::new(Instant::now()),
+            turns: std::cell::Cell::new(0),
+            lock_waits: std::cell::Cell::new(0),
+            checks: Checks::default(),
+            watched: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Marks progress for the watchdog (one store when it watches, a branch
+    /// when it does not).
+    #[inline(always)]
+    pub(crate) fn progress(&self) {
+        if let Some(watched) = self.watched.get() {
+            watched.progress();
+        }
+    }
+}
+
+impl Drop for Diag {
+    fn drop(&mut self) {
+        // On the loop's thread (a `Core` never leaves it).
+        if let Some(watched) = self.watched.get() {
+            watched.retire();
+        }
+    }
+}
+
+impl scheduler::Core {
+    /// Applies a loop's diagnostics configuration; called once, on the loop's
+    /// thread, before it first runs.
+    pub(crate) fn configure(&self, config: Config) {
+        self.diag.config.set(config);
+        if let Some(threshold) = config.blocking {
+            if self.diag.watched.get().is_none() {
+                let watched = Watched::register(self.id(), self.shared().clone(), threshold);
+                let _ = self.diag.watched.set(watched);
+            }
+        }
+    }
+}

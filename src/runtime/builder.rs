@@ -1,0 +1,86 @@
+//! [`LoopBuilder`]: an [`EventLoop`] with its diagnostics chosen in code
+//! rather than (or on top of) the environment (`docs/diagnostics.md`).
+
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::EventLoop;
+use crate::rt::diag::Config;
+use crate::rt::scheduler::{self, Core};
+
+/// Configures and creates this thread's [`EventLoop`]. It starts from what
+/// the environment asks for (`FIBERLOOP_BLOCKING_MS`, `FIBERLOOP_STALL_MS`,
+/// `FIBERLOOP_DUMP_ON_SIGQUIT`); each method overrides one setting.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let event_loop = fiberloop::EventLoop::builder()
+///     .blocking_threshold(Some(Duration::from_millis(100)))
+///     .stall_report_after(None)
+///     .build()
+///     .unwrap();
+/// assert_eq!(event_loop.run_until_complete(|| 1 + 1), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct LoopBuilder {
+    pub(crate) config: Config,
+}
+
+impl Default for LoopBuilder {
+    fn default() -> LoopBuilder {
+        LoopBuilder::new()
+    }
+}
+
+impl LoopBuilder {
+    /// The settings the environment asks for.
+    pub fn new() -> LoopBuilder {
+        LoopBuilder {
+            config: Config::from_env(),
+        }
+    }
+
+    /// Report any fiber, task or callback that holds the loop longer than
+    /// `threshold` without giving it back, with where it is while it holds
+    /// it (`None`: off, the default). A watchdog thread does the watching.
+    pub fn blocking_threshold(mut self, threshold: Option<Duration>) -> LoopBuilder {
+        self.config.blocking = threshold.filter(|t| !t.is_zero());
+        self
+    }
+
+    /// Report, after `quiet` of idleness with no timer set, parked tasks that
+    /// nothing in the loop can wake (`None`: off). The default is 10 s.
+    pub fn stall_report_after(mut self, quiet: Option<Duration>) -> LoopBuilder {
+        self.config.stall = quiet.filter(|q| !q.is_zero());
+        self
+    }
+
+    /// Write a dump of the loop to stderr each time the process gets
+    /// `SIGQUIT` (Ctrl-\\ in a terminal), as Go does; off by default. The
+    /// loop then keeps a small async task waiting for the signal.
+    pub fn dump_on_sigquit(mut self, on: bool) -> LoopBuilder {
+        self.config.dump_on_sigquit = on;
+        self
+    }
+
+    /// Creates this thread's loop.
+    ///
+    /// # Errors
+    /// `AlreadyExists` if the thread has a loop already (one per thread);
+    /// otherwise what creating the poller (`epoll`/`kqueue`), or the
+    /// `SIGQUIT` listener, returned.
+    pub fn build(self) -> io::Result<EventLoop> {
+        crate::sys::fault::install();
+        crate::fiber::install_panic_hook();
+        let core = Rc::new(Core::new()?);
+        scheduler::install(core.clone())?;
+        core.configure(self.config);
+        let event_loop = EventLoop { core };
+        if self.config.dump_on_sigquit {
+            event_loop.dump_on_sigquit()?;
+        }
+        Ok(event_loop)
+    }
+}

@@ -1,0 +1,147 @@
+//! The blocking detector (`FIBERLOOP_BLOCKING_MS`): a fiber that holds its
+//! loop (spinning, or in `std::thread::sleep`) is reported while it holds
+//! it, by name and spawn location, with a frame of the function it is in.
+//!
+//! The report goes to stderr, so each case runs in a child process: this
+//! test binary again, with the case's name and `DIAG_CHILD` set.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Runs test `case` of this binary in a child with the detector at 50 ms;
+/// returns its stderr.
+fn stderr_of(case: &str) -> String {
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([case, "--exact", "--nocapture", "--test-threads=1"])
+        .env("DIAG_CHILD", "1")
+        .env("FIBERLOOP_BLOCKING_MS", "50")
+        .env("FIBERLOOP_STALL_MS", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "the child failed:\n{stderr}");
+    stderr
+}
+
+fn in_child() -> bool {
+    std::env::var_os("DIAG_CHILD").is_some()
+}
+
+#[inline(never)]
+fn spin_for(duration: Duration) -> u64 {
+    let start = Instant::now();
+    let mut turns = 0u64;
+    while start.elapsed() < duration {
+        turns = std::hint::black_box(turns + 1);
+    }
+    turns
+}
+
+#[inline(never)]
+fn sleep_the_thread(duration: Duration) -> Duration {
+    let start = Instant::now();
+    std::thread::sleep(duration);
+    // Work after the call keeps it a call (not a tail jump) in release builds.
+    std::hint::black_box(start.elapsed())
+}
+
+/// Holds the loop in `hold` from a fiber named "holder" while a ticker
+/// fiber would like to run.
+fn hold_the_loop(hold: fn()) {
+    fiberloop::run(move || {
+        let ticker = fiberloop::spawn(|| {
+            for _ in 0..3 {
+                fiberloop::sleep(Duration::from_millis(5));
+            }
+        });
+        let holder = fiberloop::Builder::new()
+            .name("holder")
+            .spawn(hold)
+            .unwrap();
+        holder.join().unwrap();
+        ticker.join().unwrap();
+    });
+}
+
+#[test]
+fn child_spins() {
+    if in_child() {
+        hold_the_loop(|| {
+            spin_for(Duration::from_millis(1500));
+        });
+    }
+}
+
+#[test]
+fn child_sleeps_the_thread() {
+    if in_child() {
+        hold_the_loop(|| {
+            sleep_the_thread(Duration::from_millis(1500));
+        });
+    }
+}
+
+#[test]
+fn child_yields_often() {
+    if in_child() {
+        hold_the_loop(|| {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(400) {
+                spin_for(Duration::from_millis(5));
+                fiberloop::yield_now();
+            }
+        });
+    }
+}
+
+fn assert_reported(stderr: &str, frame: &str) {
+    let report = stderr
+        .lines()
+        .position(|line| line.starts_with("fiberloop: blocking: task #"))
+        .map(|at| {
+            stderr
+                .lines()
+                .skip(at)
+                .take(40)
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_else(|| panic!("no blocking report in:\n{stderr}"));
+    assert!(
+        report.contains("'holder' (spawned at tests/diag_blocking.rs:"),
+        "{report}"
+    );
+    assert!(report.contains("without giving it back"), "{report}");
+    assert!(report.contains(frame), "no frame of {frame} in:\n{report}");
+    assert!(stderr.contains("is running again after"), "{stderr}");
+}
+
+#[test]
+fn a_cpu_bound_stall_is_reported_with_the_spinning_function() {
+    if in_child() {
+        return;
+    }
+    assert_reported(&stderr_of("child_spins"), "diag_blocking::spin_for");
+}
+
+// With the `hook` feature, `std::thread::sleep` in a fiber parks it instead.
+#[cfg(not(feature = "hook"))]
+#[test]
+fn a_thread_sleep_in_a_fiber_is_reported_with_the_sleeping_function() {
+    if in_child() {
+        return;
+    }
+    assert_reported(
+        &stderr_of("child_sleeps_the_thread"),
+        "diag_blocking::sleep_the_thread",
+    );
+}
+
+#[test]
+fn a_fiber_that_yields_often_is_not_reported() {
+    if in_child() {
+        return;
+    }
+    let stderr = stderr_of("child_yields_often");
+    assert!(!stderr.contains("fiberloop: blocking:"), "{stderr}");
+}
