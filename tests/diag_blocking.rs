@@ -60,6 +60,8 @@ fn hold_the_loop(hold: fn()) {
             .unwrap();
         holder.join().unwrap();
         ticker.join().unwrap();
+        // Give the watchdog a look after the hold (it says when it ended).
+        fiberloop::sleep(Duration::from_millis(100));
     });
 }
 
@@ -97,7 +99,7 @@ fn child_yields_often() {
 fn assert_reported(stderr: &str, frame: &str) {
     let report = stderr
         .lines()
-        .position(|line| line.starts_with("fiberloop: blocking: task #"))
+        .position(|line| line.starts_with("fiberloop: blocking: fiber #"))
         .map(|at| {
             stderr
                 .lines()
@@ -144,4 +146,26 @@ fn a_fiber_that_yields_often_is_not_reported() {
     }
     let stderr = stderr_of("child_yields_often");
     assert!(!stderr.contains("fiberloop: blocking:"), "{stderr}");
+}
+
+#[test]
+fn child_spins_in_an_async_task() {
+    if in_child() {
+        fiberloop::block_on(async {
+            spin_for(Duration::from_millis(1500));
+        });
+    }
+}
+
+#[test]
+fn an_async_task_that_holds_the_loop_is_reported_too() {
+    if in_child() {
+        return;
+    }
+    let stderr = stderr_of("child_spins_in_an_async_task");
+    assert!(
+        stderr.contains("fiberloop: blocking: async task #"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("diag_blocking::spin_for"), "{stderr}");
 }

@@ -27,7 +27,17 @@ fn wait_on_mutex(lock: Rc<Mutex<u32>>) {
 
 #[inline(never)]
 fn wait_on_sleep() {
+    let start = std::time::Instant::now();
     fiberloop::sleep(Duration::from_secs(30));
+    // Work after the wait keeps it a call (not a tail jump) in release builds.
+    std::hint::black_box(start.elapsed());
+}
+
+/// The loop's dump, from a function of its own (a frame in release builds too).
+#[inline(never)]
+fn take_dump() -> String {
+    let dump = fiberloop::handle().dump();
+    std::hint::black_box(dump)
 }
 
 /// The dump's block for the fiber named `name` (its title line up to the
@@ -72,7 +82,7 @@ fn a_dump_names_each_wait_and_shows_the_users_function() {
         for _ in 0..4 {
             fiberloop::yield_now();
         }
-        let dump = fiberloop::handle().dump();
+        let dump = take_dump();
 
         let reader = block(&dump, "reader");
         assert!(reader.contains("parked for"), "{reader}");
@@ -102,10 +112,7 @@ fn a_dump_names_each_wait_and_shows_the_users_function() {
 
         let main = block(&dump, "main");
         assert!(main.contains("running"), "{main}");
-        assert!(
-            main.contains("a_dump_names_each_wait_and_shows_the_users_function"),
-            "{main}"
-        );
+        assert!(main.contains("diag_dump::take_dump"), "{main}");
 
         // The dump left every fiber where it was: each wait ends normally.
         drop(held);
@@ -144,4 +151,82 @@ fn a_remote_handle_dumps_the_loop_from_another_thread() {
         "{dump}"
     );
     assert!(dump.contains("on sleep"), "{dump}");
+}
+
+#[test]
+fn child_raises_sigquit() {
+    if std::env::var_os("DIAG_CHILD").is_none() {
+        return;
+    }
+    fiberloop::run(|| {
+        let _sleeper = fiberloop::Builder::new()
+            .name("napper")
+            .spawn(wait_on_sleep)
+            .unwrap();
+        fiberloop::yield_now();
+        // SAFETY: raising a signal has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::raise(libc::SIGQUIT) }, 0);
+        fiberloop::sleep(Duration::from_millis(300));
+    });
+}
+
+#[test]
+fn sigquit_dumps_the_loop_when_asked_to() {
+    if std::env::var_os("DIAG_CHILD").is_some() {
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["child_raises_sigquit", "--exact", "--nocapture"])
+        .env("DIAG_CHILD", "1")
+        .env("FIBERLOOP_DUMP_ON_SIGQUIT", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("fiberloop: loop "), "{stderr}");
+    assert!(stderr.contains("'napper': parked for"), "{stderr}");
+    assert!(stderr.contains("wait_on_sleep"), "{stderr}");
+}
+
+#[test]
+fn a_runtime_dumps_every_loop() {
+    let runtime = fiberloop::Runtime::builder().loops(2).build().unwrap();
+    let napper = runtime
+        .handle()
+        .spawn_on(1, || fiberloop::sleep(Duration::from_secs(30)))
+        .unwrap();
+    let handle = runtime.handle().clone();
+    let dump = runtime.run(move || {
+        fiberloop::sleep(Duration::from_millis(50)); // the napper parks meanwhile
+        handle.dump(Duration::from_secs(10))
+    });
+    assert!(dump.contains("runtime loop 0"), "{dump}");
+    assert!(dump.contains("runtime loop 1"), "{dump}");
+    assert!(dump.contains("on sleep (deadline in"), "{dump}");
+    napper.cancel();
+}
+
+/// With the `hook` feature, a fiber blocked in std's `TcpStream::read` is
+/// parked on its descriptor like fiberloop's own sockets.
+#[cfg(feature = "hook")]
+#[test]
+fn a_dump_shows_a_hooked_std_read() {
+    fiberloop::run(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server_side, _) = listener.accept().unwrap();
+        let reader = fiberloop::Builder::new()
+            .name("std-reader")
+            .spawn(move || {
+                let mut byte = [0u8; 1];
+                let _ = client.read(&mut byte);
+            })
+            .unwrap();
+        fiberloop::yield_now();
+        let dump = fiberloop::handle().dump();
+        let reader_block = block(&dump, "std-reader");
+        assert!(reader_block.contains("read from fd"), "{reader_block}");
+        assert!(reader_block.contains("tcp 127.0.0.1:"), "{reader_block}");
+        reader.cancel();
+    });
 }

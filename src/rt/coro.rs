@@ -316,21 +316,29 @@ pub(crate) fn suspend(reason: Suspend) -> Resume {
     // runs set it to the `Yielder` on its own stack (at start and after every
     // suspend). That yielder lives as long as the coroutine, which is running,
     // and we are on its stack.
-    let mut resume = unsafe { &*yielder }.suspend(reason);
+    let resume = unsafe { &*yielder }.suspend(reason);
     set_yielder(yielder);
-    while resume == Resume::Capture {
-        capture_here();
-        // SAFETY: as above; the fiber is still running on its own stack.
-        resume = unsafe { &*yielder }.suspend(reason);
-        set_yielder(yielder);
-    }
     resume
 }
 
-/// Records this fiber's backtrace for [`Coro::capture`].
+/// Records this fiber's backtrace for [`Coro::capture`] and suspends again
+/// for the same `reason`, as often as it is asked; returns how the fiber is
+/// resumed for real (never `Capture`). Called by the parking paths when
+/// their `suspend` returned `Capture`: handling it there, as one more arm of
+/// the `match` they make anyway, keeps the switch itself as it was (a test
+/// here, after every switch, doubled the cost of a yield: docs/benchmarks.md).
 #[cold]
 #[inline(never)]
-fn capture_here() {
-    let backtrace = std::backtrace::Backtrace::force_capture();
-    CAPTURED.with(|slot| slot.set(Some(backtrace)));
+pub(crate) fn recapture(reason: Suspend) -> Resume {
+    let yielder = YIELDER.with(Cell::get);
+    loop {
+        let backtrace = std::backtrace::Backtrace::force_capture();
+        CAPTURED.with(|slot| slot.set(Some(backtrace)));
+        // SAFETY: as in `suspend`: `yielder` is this running fiber's own.
+        let resume = unsafe { &*yielder }.suspend(reason);
+        set_yielder(yielder);
+        if resume != Resume::Capture {
+            return resume;
+        }
+    }
 }

@@ -72,11 +72,26 @@ impl From<WaitError> for io::Error {
 /// `Coro::resume`), and its blocking call returns `Cancelled`.
 #[inline(always)] // the stack switch stays in the caller's frame (docs/benchmarks.md)
 pub(crate) fn park(reason: Suspend) -> Result<(), WaitError> {
-    resumed(fiber::suspend(reason))
+    match fiber::suspend(reason) {
+        Resume::Run => Ok(()),
+        Resume::Refused => Err(WaitError::Cancelled),
+        Resume::Unwind => panic::resume_unwind(Box::new(ForcedUnwind)),
+        Resume::Capture => park_after_capture(reason),
+        Resume::Retire => unreachable!("fiberloop: Retire goes only to idle coroutines"),
+    }
+}
+
+/// The rest of a park whose fiber was resumed only for its backtrace (the
+/// fiber dump): it records it, suspends again, and carries on from there.
+#[cold]
+#[inline(never)]
+fn park_after_capture(reason: Suspend) -> Result<(), WaitError> {
+    resumed(fiber::recapture(reason))
 }
 
 /// What a park's `Resume` means for the wait: carry on, fail with
-/// `Cancelled` (refused while unwinding), or unwind (cancelled).
+/// `Cancelled` (refused while unwinding), or unwind (cancelled). For a
+/// resume that is not `Capture` (see [`park`]).
 #[inline(always)]
 pub(crate) fn resumed(resume: Resume) -> Result<(), WaitError> {
     match resume {
@@ -84,7 +99,7 @@ pub(crate) fn resumed(resume: Resume) -> Result<(), WaitError> {
         Resume::Refused => Err(WaitError::Cancelled),
         Resume::Unwind => panic::resume_unwind(Box::new(ForcedUnwind)),
         Resume::Retire | Resume::Capture => {
-            unreachable!("fiberloop: Retire goes only to idle coroutines, Capture to suspend")
+            unreachable!("fiberloop: Retire goes only to idle coroutines, Capture is handled first")
         }
     }
 }
@@ -195,6 +210,7 @@ pub(crate) fn replace_scope_deadline(deadline: Option<Instant>) -> Option<Instan
 }
 
 /// The nearer of two optional deadlines.
+#[inline(always)]
 fn nearest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -285,9 +301,41 @@ fn block_on_fiber<T>(
             Resume::Refused => return Err(WaitError::Cancelled),
             Resume::Unwind if interruptible => panic::resume_unwind(Box::new(ForcedUnwind)),
             Resume::Unwind => return Err(WaitError::Cancelled),
-            Resume::Retire | Resume::Capture => {
-                unreachable!("fiberloop: Retire goes only to idle coroutines, Capture to suspend")
-            }
+            Resume::Capture => wait_after_capture(core, on, deadline, interruptible)?,
+            Resume::Retire => unreachable!("fiberloop: Retire goes only to idle coroutines"),
+        }
+    }
+}
+
+/// The rest of a wait whose fiber was resumed only for its backtrace (the
+/// fiber dump): it records it and waits again, as before, without polling
+/// (nothing of the fiber's own may run inside the dump). Out of line, so
+/// that the common path of every wait is one more arm of its `match`.
+#[cold]
+#[inline(never)]
+fn wait_after_capture(
+    core: &Core,
+    on: WaitOn,
+    until: Option<Instant>,
+    interruptible: bool,
+) -> Result<(), WaitError> {
+    let shield = |on| core.with_current(|task| task.local(core).shielded.set(on));
+    core.begin_wait(on, until);
+    if !interruptible {
+        shield(true);
+    }
+    let resumed = fiber::recapture(Suspend::Park);
+    if !interruptible {
+        shield(false);
+    }
+    core.end_wait(on);
+    match resumed {
+        Resume::Run => Ok(()),
+        Resume::Refused => Err(WaitError::Cancelled),
+        Resume::Unwind if interruptible => panic::resume_unwind(Box::new(ForcedUnwind)),
+        Resume::Unwind => Err(WaitError::Cancelled),
+        Resume::Capture | Resume::Retire => {
+            unreachable!("fiberloop: recapture returns a real resume, never Retire")
         }
     }
 }

@@ -283,10 +283,6 @@ impl<S> Drop for Until<'_, S> {
     }
 }
 
-/// The holder record of a lock that does not track its holder (a rwlock:
-/// its readers are many): always "none".
-pub(crate) static NO_HOLDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Polls `op` for a future (an async task's await), recording what the task
 /// waits on when it is pending.
 #[inline]

@@ -194,9 +194,7 @@ impl<'a, T: ?Sized> Op for LockOp<'a, T> {
     type Output = MutexGuard<'a, T>;
 
     fn wait_on(&self) -> WaitOn {
-        WaitOn::Lock {
-            kind: "mutex",
-            addr: std::ptr::from_ref(self.mutex).cast::<u8>().addr(),
+        WaitOn::Mutex {
             holder: &self.mutex.holder,
         }
     }

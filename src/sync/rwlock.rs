@@ -156,14 +156,9 @@ impl<T: ?Sized> Op for RwOp<'_, T> {
     type Output = ();
 
     fn wait_on(&self) -> WaitOn {
-        WaitOn::Lock {
-            kind: if self.write {
-                "rwlock (to write)"
-            } else {
-                "rwlock (to read)"
-            },
-            addr: std::ptr::from_ref(self.lock).addr(),
-            holder: &super::NO_HOLDER,
+        WaitOn::RwLock {
+            addr: std::ptr::from_ref(self.lock).cast::<u8>().addr(),
+            write: self.write,
         }
     }
 

@@ -51,6 +51,7 @@ pub(crate) struct Sample {
     frames: [AtomicUsize; MAX_FRAMES],
     count: AtomicUsize,
     task: AtomicU64,
+    fiber: std::sync::atomic::AtomicBool,
     name: [AtomicU8; NAME_BYTES],
     name_len: AtomicUsize,
     location: AtomicPtr<Location<'static>>,
@@ -64,8 +65,18 @@ pub(crate) struct Sample {
 pub(crate) struct Taken {
     /// The interrupted program counter, then return addresses, innermost first.
     pub(crate) frames: Vec<usize>,
-    /// The running task, if a task was running: id, name, spawn location.
-    pub(crate) task: Option<(u64, Option<String>, &'static Location<'static>)>,
+    /// The running task, if a task was running.
+    pub(crate) task: Option<SampledTask>,
+}
+
+/// The task a sample found running.
+#[derive(Debug, Clone)]
+pub(crate) struct SampledTask {
+    pub(crate) id: u64,
+    /// A fiber (else an async task).
+    pub(crate) fiber: bool,
+    pub(crate) name: Option<String>,
+    pub(crate) location: &'static Location<'static>,
 }
 
 /// Fills in who is running; installed once by the core. Must only read.
@@ -91,6 +102,7 @@ impl Sample {
             frames: std::array::from_fn(|_| AtomicUsize::new(0)),
             count: AtomicUsize::new(0),
             task: AtomicU64::new(0),
+            fiber: std::sync::atomic::AtomicBool::new(false),
             name: std::array::from_fn(|_| AtomicU8::new(0)),
             name_len: AtomicUsize::new(0),
             location: AtomicPtr::new(ptr::null_mut()),
@@ -100,14 +112,16 @@ impl Sample {
         }
     }
 
-    /// For the probe: the running task.
+    /// For the probe: the running task (a fiber, or an async task).
     pub(crate) fn set_task(
         &self,
         id: u64,
+        fiber: bool,
         name: Option<&str>,
         location: &'static Location<'static>,
     ) {
         self.task.store(id, Ordering::Relaxed);
+        self.fiber.store(fiber, Ordering::Relaxed);
         let name = name.map_or(&[][..], str::as_bytes);
         let mut len = name.len().min(NAME_BYTES);
         while len > 0 && std::str::from_utf8(&name[..len]).is_err() {
@@ -171,7 +185,12 @@ impl Sample {
             });
             // SAFETY: a non-null `location` came from a `&'static Location`.
             let location = unsafe { &*location };
-            (self.task.load(Ordering::Relaxed), name, location)
+            SampledTask {
+                id: self.task.load(Ordering::Relaxed),
+                fiber: self.fiber.load(Ordering::Relaxed),
+                name,
+                location,
+            }
         });
         Some(Taken { frames, task })
     }

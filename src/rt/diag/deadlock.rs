@@ -6,10 +6,13 @@
 //! no deadline, for the lock held by" and "joins, with no deadline". A lock
 //! is released only by its holder and a task finishes only by running, so a
 //! cycle of parked tasks can never move, whatever other threads do (short of
-//! cancelling one of them). The check runs when the loop would sleep forever
-//! and, while tasks are parked on locks, at most every `GRAPH_EVERY` before
-//! the loop sleeps at all, so a cycle is found even while timers and sockets
-//! keep the loop alive. Finding one prints the report and ends `run`, whose
+//! cancelling one of them). The check runs only while some task is parked
+//! on a lock (a counter the parking fiber keeps), when the loop is about to
+//! sleep, at most every `GRAPH_EVERY`: so a cycle is found even while timers
+//! and sockets keep the loop alive, and a busy server whose fibers wait on
+//! sockets pays nothing. A loop that would sleep forever while a check is
+//! not yet due sleeps only until it is. (A cycle made of joins alone, with
+//! no lock in it, is left to the stall report.) Finding one prints the report and ends `run`, whose
 //! caller panics with it (Go ends the program with "all goroutines are
 //! asleep - deadlock!").
 //!
@@ -34,6 +37,9 @@ const GRAPH_EVERY: Duration = Duration::from_millis(250);
 #[derive(Default)]
 pub(crate) struct Checks {
     last_graph: Cell<Option<Instant>>,
+    /// When the current spell of sleeping with no timer and nothing
+    /// happening began.
+    quiet_since: Cell<Option<Instant>>,
     stall_reported: Cell<bool>,
     found: Cell<bool>,
     report: RefCell<Option<String>>,
@@ -53,31 +59,70 @@ impl Checks {
     }
 }
 
+/// What the deadlock check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// No cycle, or no check needed.
+    Clear,
+    /// A check is due in this long (the loop should not sleep longer).
+    Due(Duration),
+    /// A cycle: reported, and `run` must end.
+    Found,
+}
+
 impl Core {
-    /// The loop is about to sleep (`forever`: no timer will wake it). Looks
-    /// for a wait-for cycle; if there is one, reports it and returns true.
-    pub(crate) fn check_deadlock(&self, forever: bool) -> bool {
+    /// The loop is about to sleep for `timeout` (`None`: until an event).
+    /// Returns `None` if a deadlock was found (`run` must end), else how
+    /// long to sleep and whether this is a quiet sleep the stall report
+    /// watches (see [`after_quiet_sleep`](Self::after_quiet_sleep)).
+    pub(crate) fn before_sleep(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Option<(Option<Duration>, bool)> {
+        let forever = timeout.is_none();
+        let mut timeout = timeout;
+        let at_most = |t: Option<Duration>, d: Duration| Some(t.map_or(d, |t| t.min(d)));
+        match self.check_deadlock() {
+            Verdict::Found => return None,
+            // Wake for the next look while tasks are parked on locks.
+            Verdict::Due(due) => timeout = at_most(timeout, due),
+            Verdict::Clear => {}
+        }
         let checks = &self.diag.checks;
-        if self.task_count() == 0 {
-            return false;
+        let quiet = if forever {
+            self.stall_quiet_period()
+        } else {
+            None
+        };
+        let Some(quiet) = quiet else {
+            checks.quiet_since.set(None);
+            return Some((timeout, false));
+        };
+        let clock = self.diag.clock.get();
+        let since = *checks.quiet_since.get().get_or_insert(clock);
+        checks.quiet_since.set(Some(since));
+        let left = quiet.saturating_sub(clock.saturating_duration_since(since));
+        Some((at_most(timeout, left.max(Duration::from_millis(1))), true))
+    }
+
+    /// Looks for a wait-for cycle if a task is parked on a lock and the
+    /// last look is `GRAPH_EVERY` old.
+    fn check_deadlock(&self) -> Verdict {
+        let checks = &self.diag.checks;
+        if self.diag.lock_waits.get() == 0 {
+            return Verdict::Clear;
         }
-        if !forever {
-            if self.diag.lock_waits.get() == 0 {
-                return false;
+        let now = Instant::now();
+        if let Some(at) = checks.last_graph.get() {
+            let since = now.saturating_duration_since(at);
+            if since < GRAPH_EVERY {
+                return Verdict::Due(GRAPH_EVERY - since);
             }
-            let now = Instant::now();
-            if checks
-                .last_graph
-                .get()
-                .is_some_and(|at| now - at < GRAPH_EVERY)
-            {
-                return false;
-            }
-            checks.last_graph.set(Some(now));
         }
+        checks.last_graph.set(Some(now));
         let views = self.task_views();
         let Some(cycle) = find_cycle(&views) else {
-            return false;
+            return Verdict::Due(GRAPH_EVERY);
         };
         let mut report = format!(
             "fiberloop: deadlock on loop {}: these tasks wait for each other, and nothing can wake them:\n",
@@ -100,24 +145,34 @@ impl Core {
         }
         checks.report.replace(Some(report));
         checks.found.set(true);
-        true
+        Verdict::Found
     }
 
-    /// How long the loop may sleep with no timer before the stall check
-    /// looks, if the stall report is on and tasks are alive.
-    pub(crate) fn stall_quiet_period(&self) -> Option<Duration> {
+    /// The stall report's quiet period, if it is on and tasks are alive.
+    fn stall_quiet_period(&self) -> Option<Duration> {
         let quiet = self.diag.config.get().stall?;
         (self.task_count() > 0).then_some(quiet)
     }
 
-    /// After a sleep bounded by the quiet period: `quiet` if nothing at all
-    /// happened. Reports once per quiet spell.
-    pub(crate) fn check_stall(&self, quiet: bool) {
+    /// After a quiet sleep: `nothing_happened` if it ended with no event
+    /// and nothing to run. Reports once per quiet spell that lasts the
+    /// quiet period.
+    pub(crate) fn after_quiet_sleep(&self, nothing_happened: bool) {
         let checks = &self.diag.checks;
-        if !quiet {
+        if !nothing_happened {
+            checks.quiet_since.set(None);
             checks.stall_reported.set(false);
             return;
         }
+        let quiet = self.diag.config.get().stall.unwrap_or_default();
+        let spell = checks.quiet_since.get().map_or(Duration::ZERO, |since| {
+            self.diag.clock.get().saturating_duration_since(since)
+        });
+        if spell < quiet {
+            return;
+        }
+        // Look once per quiet period: the next look is a period away.
+        checks.quiet_since.set(Some(self.diag.clock.get()));
         if checks.stall_reported.get() {
             return;
         }
@@ -135,7 +190,7 @@ impl Core {
             return;
         }
         checks.stall_reported.set(true);
-        let quiet_for = self.diag.config.get().stall.unwrap_or_default();
+        let quiet_for = spell;
         let others = if self.group_index().is_some() {
             "another thread or another loop of the runtime"
         } else {
@@ -161,7 +216,7 @@ fn waits_for(view: &TaskView) -> Option<u64> {
     }
     match wait.on {
         WaitOn::Join { id } => Some(id),
-        WaitOn::Lock { .. } => wait.on.lock_holder(),
+        WaitOn::Mutex { .. } => wait.on.lock_holder(),
         _ => None,
     }
 }

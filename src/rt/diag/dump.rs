@@ -63,7 +63,10 @@ impl Core {
                         );
                     }
                 }
-                (TaskState::Parked, None) => out.push_str("parked"),
+                (TaskState::Parked, None) if view.fiber => out.push_str("parked"),
+                (TaskState::Parked, None) => {
+                    out.push_str("parked on a future (none of fiberloop's)")
+                }
                 (TaskState::Running, _) => out.push_str("running"),
                 (TaskState::Ready, _) => out.push_str("ready"),
                 (TaskState::NotStarted, _) => out.push_str("ready, not started"),
@@ -116,10 +119,17 @@ pub(super) fn describe(core: &Core, views: &[TaskView], on: &WaitOn) -> String {
         WaitOn::Signal => "a signal".to_string(),
         WaitOn::Recv { channel } => format!("recv from channel {channel:#x}"),
         WaitOn::Send { channel } => format!("send to channel {channel:#x} (full)"),
-        WaitOn::Lock { kind, addr, .. } => match on.lock_holder() {
-            Some(id) => format!("{kind} {addr:#x} held by {}", task(id)),
-            None => format!("{kind} {addr:#x} (held outside this loop's tasks)"),
+        WaitOn::Mutex { holder } => match on.lock_holder() {
+            Some(id) => format!("mutex {:#x} held by {}", holder.addr(), task(id)),
+            None => format!(
+                "mutex {:#x} (held outside this loop's tasks)",
+                holder.addr()
+            ),
         },
+        WaitOn::RwLock { addr, write } => {
+            let to = if write { "write" } else { "read" };
+            format!("rwlock {addr:#x} (to {to})")
+        }
         WaitOn::Sleep => "sleep".to_string(),
         WaitOn::Child => "a child process to exit".to_string(),
         WaitOn::Join { id } => format!("join of {}", task(id)),
@@ -154,12 +164,13 @@ fn frames(backtrace: &std::backtrace::Backtrace) -> Vec<String> {
             }
         }
     }
+    let root = |symbol: &str| symbol.contains("corosensei") || symbol == "stack_init_trampoline";
     let internal = |symbol: &str| {
         symbol.starts_with("std::backtrace")
             || symbol.starts_with("fiberloop::rt::")
             || symbol.starts_with("fiberloop::runtime::")
             || symbol.starts_with("fiberloop::remote::")
-            || symbol.contains("corosensei")
+            || root(symbol)
     };
     let library = |symbol: &str| {
         [
@@ -168,20 +179,27 @@ fn frames(backtrace: &std::backtrace::Backtrace) -> Vec<String> {
         .iter()
         .any(|prefix| symbol.starts_with(prefix))
     };
-    // The topmost run of internal frames (and the std frames among them) is
-    // the capture and the wait; the next internal frame down is the root.
-    let first = frames
+    // The fiber's own frames end at its root; above them are the capture
+    // and the wait (internal, with std frames among them). Where inlining
+    // left no frame of the user's own, the std frame it was inlined into
+    // (a closure's `call_once`) is what remains to show.
+    let root_at = frames
+        .iter()
+        .position(|(symbol, _)| root(symbol))
+        .unwrap_or(frames.len());
+    let own = &frames[..root_at];
+    let first = own
         .iter()
         .position(|(symbol, _)| !internal(symbol) && !library(symbol))
-        .unwrap_or(frames.len());
-    frames
-        .into_iter()
-        .skip(first)
+        .or_else(|| own.iter().position(|(symbol, _)| !internal(symbol)))
+        .unwrap_or(own.len());
+    own[first..]
+        .iter()
         .take_while(|(symbol, _)| !internal(symbol))
         .take(MAX_FRAMES)
         .map(|(symbol, at)| match at {
             Some(at) => format!("{symbol} ({at})"),
-            None => symbol,
+            None => symbol.clone(),
         })
         .collect()
 }

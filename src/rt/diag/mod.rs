@@ -3,9 +3,9 @@
 //!
 //! The loop pays for none of it until it is asked, with two exceptions kept
 //! small on purpose: a parking fiber writes *what* it waits on into its task
-//! ([`Waiting`], a few stores next to the stack switch), and the loop bumps a
-//! progress counter once per item it runs (one relaxed store, read by the
-//! watchdog thread). Everything else (the dump, the wait-for graph, the
+//! ([`WaitCell`], a few stores next to the stack switch), and the loop
+//! checks once per turn whether a watchdog watches it (with the blocking
+//! detector on, it bumps a progress counter per item: one relaxed store). Everything else (the dump, the wait-for graph, the
 //! watchdog) runs only when asked for or when the loop is about to sleep.
 //!
 //! The parts: this file holds the wait record and the configuration;
@@ -21,6 +21,7 @@ mod watchdog;
 pub(crate) use deadlock::Checks;
 pub(crate) use watchdog::Watched;
 
+use std::cell::Cell;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ use crate::rt::scheduler;
 /// What a parked task waits for: written when it parks, cleared when it
 /// resumes, read only by the dump and the deadlock check (on the loop's
 /// thread, while the task is suspended).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitOn {
     /// A descriptor to become readable (or writable).
     Io { fd: i32, write: bool },
@@ -42,15 +43,13 @@ pub(crate) enum WaitOn {
     Recv { channel: usize },
     /// Room in a channel.
     Send { channel: usize },
-    /// A lock, named by its address. `holder` points at the lock's record
-    /// of who holds it (a task id, 0 for none or a plain thread); it is
-    /// read only while the waiter is parked in this wait, which borrows
-    /// the lock, so the lock is alive.
-    Lock {
-        kind: &'static str,
-        addr: usize,
-        holder: *const AtomicU64,
-    },
+    /// A `sync::Mutex`, named by the address of its holder record: who
+    /// holds it (a task id, 0 for none or a plain thread). The record is
+    /// read only while the waiter is parked in this wait, which borrows the
+    /// mutex, so it is alive.
+    Mutex { holder: *const AtomicU64 },
+    /// A `sync::RwLock` (it does not track its readers, so no holder).
+    RwLock { addr: usize, write: bool },
     /// A timer: `sleep`, `sleep_until`, a pause between checks.
     Sleep,
     /// A child process to exit (`fiberloop::process`).
@@ -67,15 +66,15 @@ pub(crate) enum WaitOn {
 }
 
 impl WaitOn {
-    /// The lock's holder, if this is a lock wait and a task holds it.
+    /// The mutex's holder, if this is a mutex wait and a task holds it.
     pub(crate) fn lock_holder(&self) -> Option<u64> {
-        let WaitOn::Lock { holder, .. } = *self else {
+        let WaitOn::Mutex { holder } = *self else {
             return None;
         };
-        // SAFETY: `holder` points into the lock this task waits for; the
-        // wait borrows the lock for as long as the task is parked in it, and
+        // SAFETY: `holder` points into the mutex this task waits for; the
+        // wait borrows the mutex for as long as the task is parked in it, and
         // the record is cleared before the wait returns (see `Waiting`), so
-        // the lock is alive whenever the record is read.
+        // the mutex is alive whenever the record is read.
         let id = unsafe { &*holder }.load(std::sync::atomic::Ordering::Relaxed);
         (id != 0).then_some(id)
     }
@@ -99,13 +98,88 @@ impl WaitOn {
     }
 }
 
-/// A task's current wait: what, since when (the loop's clock at its last
-/// turn, so "for how long" is exact to one turn) and until when.
+/// A task's current wait, as the dump reads it: what, since when (the
+/// loop's clock at its last turn, so "for how long" is exact to one turn)
+/// and until when.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Waiting {
     pub(crate) on: WaitOn,
     pub(crate) since: Instant,
     pub(crate) until: Option<Instant>,
+}
+
+/// Where a task keeps its wait record (owner thread only): one cell per
+/// field, so that a park writes a few words, not a whole struct.
+///
+/// A fiber writes it when it parks ([`begin`](Self::begin)) and clears it
+/// right after the switch back, before anything else (unwinding included):
+/// `on` may point into what the wait borrows. An async task's futures write
+/// it when they return `Pending` ([`note`](Self::note)); since nothing
+/// clears it when the task later awaits a future that records nothing, it
+/// counts only if made in the task's latest poll (`polls`).
+pub(crate) struct WaitCell {
+    on: Cell<Option<WaitOn>>,
+    /// Set whenever `on` is.
+    since: Cell<Option<Instant>>,
+    until: Cell<Option<Instant>>,
+    /// Polls of an async task so far, and the one that made the record.
+    polls: Cell<u32>,
+    noted: Cell<u32>,
+}
+
+impl WaitCell {
+    pub(crate) const fn new() -> WaitCell {
+        WaitCell {
+            on: Cell::new(None),
+            since: Cell::new(None),
+            until: Cell::new(None),
+            polls: Cell::new(0),
+            noted: Cell::new(0),
+        }
+    }
+
+    /// A fiber parks, waiting on `on`.
+    #[inline(always)]
+    pub(crate) fn begin(&self, on: WaitOn, since: Instant, until: Option<Instant>) {
+        self.on.set(Some(on));
+        self.since.set(Some(since));
+        self.until.set(until);
+    }
+
+    /// The fiber's wait ended.
+    #[inline(always)]
+    pub(crate) fn end(&self) {
+        self.on.set(None);
+    }
+
+    /// An async task is about to be polled.
+    #[inline(always)]
+    pub(crate) fn next_poll(&self) {
+        self.polls.set(self.polls.get().wrapping_add(1));
+    }
+
+    /// One of an async task's futures is pending on `on`; a wait that goes
+    /// on across polls keeps the time it began.
+    #[inline]
+    pub(crate) fn note(&self, on: WaitOn, now: Instant, until: Option<Instant>) {
+        if self.on.get() != Some(on) {
+            self.on.set(Some(on));
+            self.since.set(Some(now));
+        }
+        self.until.set(until);
+        self.noted.set(self.polls.get());
+    }
+
+    /// The record, if there is one (`fiber`: whose record it is; an async
+    /// task's counts only if its latest poll made it).
+    pub(crate) fn get(&self, fiber: bool) -> Option<Waiting> {
+        let (on, since) = (self.on.get()?, self.since.get()?);
+        (fiber || self.noted.get() == self.polls.get()).then(|| Waiting {
+            on,
+            since,
+            until: self.until.get(),
+        })
+    }
 }
 
 /// The id of the task running on this thread's loop (0 outside any task):
@@ -128,9 +202,8 @@ pub(crate) fn note_pending(on: WaitOn) {
 /// [`note_pending`] for a wait with a deadline.
 #[inline]
 pub(crate) fn note_pending_until(on: WaitOn, until: Option<Instant>) {
-    if crate::rt::coro::in_fiber() {
-        return;
-    }
+    // In a fiber (a future driven by `fiberloop::wait`) this writes a record
+    // the fiber's own park overwrites at once.
     scheduler::with_core(|core| core.note_pending(on, until));
 }
 
@@ -183,8 +256,8 @@ pub(crate) struct Diag {
     pub(crate) clock: std::cell::Cell<Instant>,
     /// Turns since the clock was last read.
     pub(crate) turns: std::cell::Cell<u32>,
-    /// Tasks parked on a lock right now: what makes a wait-for cycle worth
-    /// looking for while the loop still has timers or I/O.
+    /// Tasks parked on a mutex right now: what makes a wait-for cycle worth
+    /// looking for.
     pub(crate) lock_waits: std::cell::Cell<usize>,
     pub(crate) checks: Checks,
     /// The blocking detector's view of this loop, when it is on.

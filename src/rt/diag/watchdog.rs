@@ -2,7 +2,8 @@
 //! loop that asked for it (`FIBERLOOP_BLOCKING_MS`, or the builder).
 //!
 //! A loop bumps its progress counter each time it starts an item or a turn
-//! ([`Watched::progress`], one relaxed store). Every quarter of the smallest
+//! ([`Watched::progress`], one relaxed store; the loop runs a copy of its
+//! inner loop without the store when no watchdog watches it). Every quarter of the smallest
 //! threshold the watchdog looks at each loop: one that is inside `run`, not
 //! asleep in `poll`, and whose counter has not moved for longer than its
 //! threshold is held by a single fiber, task or callback. The watchdog then
@@ -104,7 +105,10 @@ impl Watched {
 /// Only reads (see `sys::sample`).
 fn probe(sample: &Sample) {
     scheduler::with_core(|core| {
-        core.with_current(|task| sample.set_task(task.id, task.name.as_deref(), task.location))
+        core.with_current(|task| {
+            let fiber = crate::rt::coro::in_fiber();
+            sample.set_task(task.id, fiber, task.name.as_deref(), task.location);
+        })
     });
 }
 
@@ -216,8 +220,15 @@ fn look_at(look: &mut Look, watched: &Watched) {
 /// The report of a loop held for `held`, with what the sample found.
 fn report(watched: &Watched, held: Duration, taken: Option<&sample::Taken>) -> String {
     let who = match taken.and_then(|t| t.task.as_ref()) {
-        Some((id, Some(name), location)) => format!("task #{id} '{name}' (spawned at {location})"),
-        Some((id, None, location)) => format!("task #{id} (spawned at {location})"),
+        Some(task) => {
+            let kind = if task.fiber { "fiber" } else { "async task" };
+            let name = task
+                .name
+                .as_ref()
+                .map(|n| format!(" '{n}'"))
+                .unwrap_or_default();
+            format!("{kind} #{}{name} (spawned at {})", task.id, task.location)
+        }
         None if taken.is_some() => "a loop callback or the loop's own code".to_string(),
         None => "a task".to_string(),
     };

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::Core;
-use crate::rt::coro::Suspend;
+use crate::rt::coro::{Resume, Suspend};
 use crate::rt::task::TaskCell;
 
 thread_local! {
@@ -142,9 +142,24 @@ pub(crate) fn join_on_same_loop(
         core.begin_wait(on, None);
         let resume = crate::rt::coro::suspend(Suspend::Park);
         core.end_wait(on); // before a cancellation unwinds from here
+        let resume = match resume {
+            Resume::Capture => join_after_capture(&core, on),
+            other => other,
+        };
         if let Err(e) = crate::rt::wait::resumed(resume) {
             return Some(Err(e)); // cancelled while unwinding
         }
     }
     Some(Ok(()))
+}
+
+/// The rest of a join whose fiber was resumed only for its backtrace (the
+/// fiber dump): records it and parks again, as before.
+#[cold]
+#[inline(never)]
+fn join_after_capture(core: &super::Core, on: crate::rt::diag::WaitOn) -> Resume {
+    core.begin_wait(on, None);
+    let resume = crate::rt::coro::recapture(Suspend::Park);
+    core.end_wait(on);
+    resume
 }

@@ -49,7 +49,8 @@ impl Core {
                     Ok(Body::Future(_)) => (false, true),
                     Ok(Body::NotStarted(_)) => (true, false),
                     Ok(_) => (true, true),
-                    Err(_) => (!self.polling_future.get(), true),
+                    // The running task: a fiber if we are on its stack.
+                    Err(_) => (crate::rt::coro::in_fiber(), true),
                 };
                 let state = if running {
                     TaskState::Running
@@ -61,7 +62,7 @@ impl Core {
                     TaskState::Parked
                 };
                 let wait = if state == TaskState::Parked {
-                    local.wait.get()
+                    local.wait.get(fiber)
                 } else {
                     None
                 };
@@ -102,12 +103,8 @@ impl Core {
     #[inline(always)]
     pub(crate) fn begin_wait(&self, on: WaitOn, until: Option<Instant>) {
         let since = self.diag.clock.get();
-        self.with_current(|task| {
-            task.local(self)
-                .wait
-                .set(Some(Waiting { on, since, until }));
-        });
-        if matches!(on, WaitOn::Lock { .. }) {
+        self.with_current(|task| task.local_of_current(self).wait.begin(on, since, until));
+        if matches!(on, WaitOn::Mutex { .. }) {
             self.diag.lock_waits.set(self.diag.lock_waits.get() + 1);
         }
     }
@@ -115,24 +112,18 @@ impl Core {
     /// The running fiber's wait ended (however it ended).
     #[inline(always)]
     pub(crate) fn end_wait(&self, on: WaitOn) {
-        self.with_current(|task| task.local(self).wait.set(None));
-        if matches!(on, WaitOn::Lock { .. }) {
+        self.with_current(|task| task.local_of_current(self).wait.end());
+        if matches!(on, WaitOn::Mutex { .. }) {
             self.diag.lock_waits.set(self.diag.lock_waits.get() - 1);
         }
     }
 
-    /// Records what the async task being polled waits on (its future said
-    /// `Pending`); see `poll_future` for how the record is kept across polls.
+    /// Records what the async task being polled waits on (one of
+    /// fiberloop's futures said `Pending`); see `WaitCell::note`.
+    #[inline]
     pub(crate) fn note_pending(&self, on: WaitOn, until: Option<Instant>) {
-        if !self.polling_future.get() {
-            return;
-        }
-        let since = self.diag.clock.get();
-        self.with_current(|task| {
-            task.local(self)
-                .wait
-                .set(Some(Waiting { on, since, until }));
-        });
+        let now = self.diag.clock.get();
+        self.with_current(|task| task.local_of_current(self).wait.note(on, now, until));
     }
 
     /// Live timers and registered I/O sources, for the dump's header.

@@ -33,7 +33,12 @@
 //! The parts: this file holds `Core` and the loop itself (`run`, `turn`);
 //! `context` the installed loop and waking; `inject` what other threads hand
 //! in; `queue` the ready-queue policy; `run_task` resuming one task; `idle`
-//! the idle coroutines and stack reservations; `teardown` closing the loop.
+//! the idle coroutines and stack reservations; `teardown` closing the loop;
+//! `inspect` what the diagnostics (`rt::diag`) may see and the wait records
+//! a parking task writes. The loop calls into `rt::diag` at three points:
+//! each turn bumps the watchdog's progress counter (when the blocking
+//! detector is on), and before and after a sleep the deadlock and stall
+//! checks run.
 
 mod context;
 mod gate;
@@ -133,8 +138,6 @@ pub(crate) struct Core {
     /// spawned by its own fibers: it takes the newest (depth first, as
     /// local spawns run), thieves take the oldest (`Shared::stealer`).
     deque: crossbeam_deque::Worker<Arc<TaskCell>>,
-    /// True while `run_task` polls an async task's future.
-    polling_future: Cell<bool>,
     /// Wait records' clock, the checks' state, the watchdog's view (`rt::diag`).
     pub(crate) diag: crate::rt::diag::Diag,
 }
@@ -200,7 +203,6 @@ impl Core {
             running: Cell::new(false),
             group: OnceCell::new(),
             deque,
-            polling_future: Cell::new(false),
             diag: crate::rt::diag::Diag::new(),
         })
     }
@@ -297,27 +299,74 @@ impl Core {
                     self.publish_deadlock(report);
                 }
             }
-            for _ in 0..BUDGET {
-                let Some(next) = self.next_ready().or_else(|| self.adopt_newest()) else {
-                    break;
-                };
-                self.diag.progress();
-                self.spawn_at.set(0);
-                // `done` can only turn true when a task finishes or a callback
-                // runs, so a fiber that merely yielded or parked skips the check.
-                let maybe_done = match next {
-                    Runnable::Task(key) => self.run_task(key),
-                    Runnable::Call(callback) => {
-                        run_callback(&callback);
-                        true
-                    }
-                };
-                if maybe_done && done() {
-                    return;
-                }
+            // The watchdog's progress counter is bumped per item only on the
+            // path it watches: an unwatched loop pays one branch per batch.
+            let finished = match self.diag.watched.get() {
+                None => self.run_batch(done),
+                Some(watched) => self.run_batch_watched(done, watched),
+            };
+            if finished {
+                return;
             }
             self.turn(honour_stop);
         }
+    }
+
+    /// Runs up to `BUDGET` ready items; true once `done()`.
+    #[inline(always)]
+    fn run_batch(&self, done: &dyn Fn() -> bool) -> bool {
+        for _ in 0..BUDGET {
+            let Some(next) = self.next_ready().or_else(|| self.adopt_newest()) else {
+                break;
+            };
+            if self.run_item(next, done) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// [`run_batch`](Self::run_batch) for a loop the blocking detector
+    /// watches: each item bumps its progress counter. Out of line, with its
+    /// own copy of the item's run, so that the unwatched batch keeps its code.
+    #[inline(never)]
+    fn run_batch_watched(
+        &self,
+        done: &dyn Fn() -> bool,
+        watched: &crate::rt::diag::Watched,
+    ) -> bool {
+        for _ in 0..BUDGET {
+            let Some(next) = self.next_ready().or_else(|| self.adopt_newest()) else {
+                break;
+            };
+            watched.progress();
+            if self.run_item_outlined(next, done) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// [`run_item`](Self::run_item), not inlined (the watched batch's copy).
+    #[inline(never)]
+    fn run_item_outlined(&self, next: Runnable, done: &dyn Fn() -> bool) -> bool {
+        self.run_item(next, done)
+    }
+
+    /// Runs one ready item; true if the loop is `done()` after it.
+    #[inline(always)]
+    fn run_item(&self, next: Runnable, done: &dyn Fn() -> bool) -> bool {
+        self.spawn_at.set(0);
+        // `done` can only turn true when a task finishes or a callback
+        // runs, so a fiber that merely yielded or parked skips the check.
+        let maybe_done = match next {
+            Runnable::Task(key) => self.run_task(key),
+            Runnable::Call(callback) => {
+                run_callback(&callback);
+                true
+            }
+        };
+        maybe_done && done()
     }
 
     /// One look at the outside world: remote wakes, I/O, timers.
@@ -342,20 +391,15 @@ impl Core {
                 timeout = Some(Duration::ZERO);
             }
         }
-        // About to sleep: look for a deadlock first (`rt::diag`), and sleep
-        // no longer than the stall report's quiet period.
+        // About to sleep: the deadlock and stall checks (`rt::diag`) may
+        // end the run or shorten the sleep.
         let mut stall_watch = false;
         if timeout != Some(Duration::ZERO) {
-            if self.check_deadlock(timeout.is_none()) {
+            let Some((shorter, watch)) = self.before_sleep(timeout) else {
                 self.shared.sleeping.store(false, Ordering::Relaxed);
-                return; // `run` ends at its next check
-            }
-            if timeout.is_none() {
-                if let Some(quiet) = self.stall_quiet_period() {
-                    timeout = Some(quiet);
-                    stall_watch = true;
-                }
-            }
+                return; // a deadlock: `run` ends at its next check
+            };
+            (timeout, stall_watch) = (shorter, watch);
         }
         // With work ready and no source registered there is nothing to poll
         // for: remote wakes arrive through the queue drained above and below.
@@ -369,7 +413,7 @@ impl Core {
         }
         self.drain_remote();
         if stall_watch {
-            self.check_stall(events == 0 && self.ready.borrow().is_empty());
+            self.after_quiet_sleep(events == 0 && self.ready.borrow().is_empty());
         }
         if self.timers.borrow().len() > 0 {
             self.fire_timers(self.diag.clock.get());

@@ -10,12 +10,14 @@ use corosensei::CoroutineResult;
 
 use super::{CallbackCell, Core, Runnable};
 use crate::rt::coro::{Exit, ForcedUnwind, Resume, Suspend};
-use crate::rt::diag::{WaitOn, Waiting};
 use crate::rt::task::{Body, BoxFuture, JoinError, Output, TaskCell};
 
 impl Core {
     /// Resumes (or starts) a task's fiber until it suspends or finishes;
-    /// returns whether it finished.
+    /// returns whether it finished. Always inlined: the loop has two copies
+    /// of its batch (with and without the watchdog's counter), and the hot
+    /// one must keep the switch in its own frame (docs/benchmarks.md).
+    #[inline(always)]
     pub(super) fn run_task(&self, key: usize) -> bool {
         let Some(task) = self.tasks.borrow().get(key).map(Arc::as_ptr) else {
             return false;
@@ -35,14 +37,10 @@ impl Core {
                     Some(Err(JoinError::cancelled()))
                 } else {
                     self.current.set(Some(NonNull::from(task)));
-                    self.polling_future.set(true);
-                    let before = local.wait.take();
+                    // A wait record counts only if made in this poll.
+                    local.wait.next_poll();
                     let polled = poll_future(self, task, future);
-                    self.polling_future.set(false);
                     self.current.set(None);
-                    if polled.is_none() {
-                        self.keep_wait_record(local, before);
-                    }
                     polled
                 };
                 let Some(output) = done else { return false };
@@ -131,27 +129,6 @@ impl Core {
                 true
             }
         }
-    }
-
-    /// After an async task's poll said `Pending`: the record its futures
-    /// left (`diag::note_pending`), or "a future"; a wait that goes on
-    /// across polls keeps the time it began.
-    fn keep_wait_record(&self, local: &crate::rt::task::Local, before: Option<Waiting>) {
-        let now = local.wait.get();
-        let same = |a: &Waiting, b: &Waiting| mem::discriminant(&a.on) == mem::discriminant(&b.on);
-        let record = match (now, before) {
-            (Some(now), Some(before)) if same(&now, &before) => Waiting {
-                since: before.since,
-                ..now
-            },
-            (Some(now), _) => now,
-            (None, before) => Waiting {
-                on: WaitOn::Future,
-                since: before.map_or(self.diag.clock.get(), |b| b.since),
-                until: None,
-            },
-        };
-        local.wait.set(Some(record));
     }
 
     /// How to resume a started fiber: unwind it if it was cancelled, unless

@@ -126,7 +126,7 @@ pub(crate) struct Local {
     /// resumes it normally instead of unwinding it.
     pub(crate) shielded: Cell<bool>,
     /// What the task waits on while it is parked (see `rt::diag`).
-    pub(crate) wait: Cell<Option<crate::rt::diag::Waiting>>,
+    pub(crate) wait: crate::rt::diag::WaitCell,
     /// Strong counts held for the next waker clones (see [`waker_ref`]);
     /// closed once the task left the table.
     pub(super) bank: RefBank,
@@ -190,7 +190,7 @@ impl TaskCell {
                 deadline: Cell::new(None),
                 shielded: Cell::new(false),
                 reserved: Cell::new(false),
-                wait: Cell::new(None),
+                wait: crate::rt::diag::WaitCell::new(),
                 bank: RefBank::new(),
                 key: Cell::new(usize::MAX),
                 stack_size,
@@ -215,6 +215,16 @@ impl TaskCell {
             self.is_owned_by(core.shared()),
             "fiberloop: a task was touched from a loop that does not own it"
         );
+        &self.local
+    }
+
+    /// The owner-thread fields of the task `core` is running (the one its
+    /// `current` names), without the owner check: `current` is set only
+    /// around a resume or poll of a task in `core`'s own table, which `core`
+    /// owns. For the hot path of every park (the wait record).
+    #[inline(always)]
+    pub(crate) fn local_of_current(&self, core: &Core) -> &Local {
+        debug_assert!(self.is_owned_by(core.shared()));
         &self.local
     }
 
