@@ -129,10 +129,22 @@ fn a_dump_lists_async_tasks_and_what_they_await() {
         let (_tx, rx) = bounded::<u8>(1);
         let task = fiberloop::task::spawn(async move { rx.recv_async().await });
         fiberloop::yield_now();
+        let lock = Rc::new(Mutex::new(0));
+        let held = lock.lock().unwrap();
+        let locker = fiberloop::task::spawn({
+            let lock = lock.clone();
+            async move {
+                *lock.lock_async().await += 1;
+            }
+        });
+        fiberloop::yield_now();
         let dump = fiberloop::handle().dump();
         assert!(dump.contains("task #"), "{dump}");
         assert!(dump.contains("on recv from channel"), "{dump}");
         assert!(dump.contains("an async task: no stack"), "{dump}");
+        assert!(dump.contains("'main' when last seen"), "{dump}");
+        drop(held);
+        fiberloop::wait(locker).unwrap().unwrap();
         task.cancel();
     });
 }

@@ -46,7 +46,7 @@ fn an_idle_loop_with_unwakeable_fibers_reports_a_stall_and_goes_on() {
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("fiberloop: stall on loop"), "{stderr}");
     assert!(
-        stderr.contains("idle for 0.2 s with 2 parked tasks"),
+        stderr.contains("idle for 0.2 s with 2 tasks parked"),
         "{stderr}"
     );
     assert!(

@@ -2,19 +2,21 @@
 //! sleep.
 //!
 //! **Deadlock** is claimed only where it is provable: a cycle in the
-//! wait-for graph of this loop's parked tasks, whose edges are "waits, with
-//! no deadline, for the lock held by" and "joins, with no deadline". A lock
-//! is released only by its holder and a task finishes only by running, so a
-//! cycle of parked tasks can never move, whatever other threads do (short of
-//! cancelling one of them). The check runs only while some task is parked
-//! on a lock (a counter the parking fiber keeps), when the loop is about to
-//! sleep, at most every `GRAPH_EVERY`: so a cycle is found even while timers
-//! and sockets keep the loop alive, and a busy server whose fibers wait on
-//! sockets pays nothing. A loop that would sleep forever while a check is
-//! not yet due sleeps only until it is. (A cycle made of joins alone, with
-//! no lock in it, is left to the stall report.) Finding one prints the report and ends `run`, whose
-//! caller panics with it (Go ends the program with "all goroutines are
-//! asleep - deadlock!").
+//! wait-for graph of this loop's parked fibers, whose edges are "waits, with
+//! no deadline, for the mutex held by" and "joins, with no deadline". A
+//! mutex is released only by its holder and a task finishes only by running,
+//! so a cycle of parked fibers can never move, whatever other threads do
+//! (short of cancelling one of them). Only a fiber's record is exact enough
+//! to be an edge (an async task's is what its future last saw); an async
+//! task can be the holder at the end of one. The check runs only while some
+//! fiber is parked on a mutex (a counter the parking fiber keeps), when the
+//! loop is about to sleep, at most every `GRAPH_EVERY`: so a cycle is found
+//! even while timers and sockets keep the loop alive, and a busy server
+//! whose fibers wait on sockets pays nothing. A loop that would sleep
+//! forever while a check is not yet due sleeps only until it is. (A cycle of
+//! joins alone, with no mutex in it, is left to the stall report.) Finding
+//! one prints the report and ends `run`, whose caller panics with it (Go
+//! ends the program with "all goroutines are asleep - deadlock!").
 //!
 //! **Stall** is the fallback where nothing is provable: the loop has been
 //! idle for the quiet period with no timer set, and every parked task waits
@@ -197,21 +199,22 @@ impl Core {
             "another thread"
         };
         eprintln!(
-            "fiberloop: stall on loop {}: idle for {:.1} s with {parked} parked tasks, no timer, \
+            "fiberloop: stall on loop {}: idle for {:.1} s with {} parked, no timer, \
              and no I/O, pool job or signal that could wake them. Unless {others} wakes one, \
              this is a deadlock (set FIBERLOOP_STALL_MS=0 to silence this report).\n{}",
             self.id(),
             quiet_for.as_secs_f64(),
+            super::dump::plural(parked, "task"),
             self.dump(true)
         );
     }
 }
 
-/// The edge out of a parked task in the wait-for graph: the task it waits
-/// for, if it waits without a deadline on a lock or a join.
+/// The edge out of a parked fiber in the wait-for graph: the task it waits
+/// for, if it waits without a deadline on a mutex or a join.
 fn waits_for(view: &TaskView) -> Option<u64> {
     let wait = view.wait?;
-    if view.state != TaskState::Parked || wait.until.is_some() {
+    if !view.fiber || view.state != TaskState::Parked || wait.until.is_some() {
         return None;
     }
     match wait.on {

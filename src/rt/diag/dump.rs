@@ -30,19 +30,19 @@ impl Core {
         let mut out = String::new();
         let _ = write!(
             out,
-            "fiberloop: loop {} (thread '{}'{}): {} tasks ({} running, {} ready, {} parked, {} not started), {} timers, {} I/O sources",
+            "fiberloop: loop {} (thread '{}'{}): {} ({} running, {} ready, {} parked, {} not started), {}, {}",
             self.id(),
             thread.name().unwrap_or("unnamed"),
             self.group_index()
                 .map(|i| format!(", runtime loop {i}"))
                 .unwrap_or_default(),
-            views.len(),
+            plural(views.len(), "task"),
             count(TaskState::Running),
             count(TaskState::Ready),
             count(TaskState::Parked),
             count(TaskState::NotStarted),
-            timers,
-            sources,
+            plural(timers, "timer"),
+            plural(sources, "I/O source"),
         );
         let now = Instant::now();
         for view in &views {
@@ -126,6 +126,12 @@ pub(super) fn describe(core: &Core, views: &[TaskView], on: &WaitOn) -> String {
                 holder.addr()
             ),
         },
+        WaitOn::MutexSeen { addr, holder: 0 } => {
+            format!("mutex {addr:#x} (held outside this loop's tasks when last seen)")
+        }
+        WaitOn::MutexSeen { addr, holder } => {
+            format!("mutex {addr:#x} held by {} when last seen", task(holder))
+        }
         WaitOn::RwLock { addr, write } => {
             let to = if write { "write" } else { "read" };
             format!("rwlock {addr:#x} (to {to})")
@@ -139,6 +145,15 @@ pub(super) fn describe(core: &Core, views: &[TaskView], on: &WaitOn) -> String {
         ),
         WaitOn::Future => "a future".to_string(),
         WaitOn::Other(what) => what.to_string(),
+    }
+}
+
+/// "1 timer", "2 timers".
+pub(super) fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }
 

@@ -4,9 +4,10 @@
 //! The loop pays for none of it until it is asked, with two exceptions kept
 //! small on purpose: a parking fiber writes *what* it waits on into its task
 //! ([`WaitCell`], a few stores next to the stack switch), and the loop
-//! checks once per turn whether a watchdog watches it (with the blocking
-//! detector on, it bumps a progress counter per item: one relaxed store). Everything else (the dump, the wait-for graph, the
-//! watchdog) runs only when asked for or when the loop is about to sleep.
+//! checks once per batch whether a watchdog watches it (with the blocking
+//! detector on, it bumps a progress counter per item: one relaxed store).
+//! Everything else (the dump, the wait-for graph, the watchdog) runs only
+//! when asked for or when the loop is about to sleep.
 //!
 //! The parts: this file holds the wait record and the configuration;
 //! `dump` the text snapshot of a loop; `deadlock` the wait-for graph and the
@@ -43,11 +44,16 @@ pub(crate) enum WaitOn {
     Recv { channel: usize },
     /// Room in a channel.
     Send { channel: usize },
-    /// A `sync::Mutex`, named by the address of its holder record: who
-    /// holds it (a task id, 0 for none or a plain thread). The record is
-    /// read only while the waiter is parked in this wait, which borrows the
-    /// mutex, so it is alive.
+    /// A fiber's wait for a `sync::Mutex`, named by the address of its
+    /// holder record: who holds it (a task id, 0 for none or a plain
+    /// thread). The record is read only while the fiber is parked in this
+    /// wait, which borrows the mutex, so it is alive.
     Mutex { holder: *const AtomicU64 },
+    /// An async task's wait for a `sync::Mutex`: the holder as it was when
+    /// the task's future last looked. A pending future may be dropped, and
+    /// its mutex with it, within the same poll, so an async task keeps no
+    /// pointer into the mutex; nor is this an edge of the wait-for graph.
+    MutexSeen { addr: usize, holder: u64 },
     /// A `sync::RwLock` (it does not track its readers, so no holder).
     RwLock { addr: usize, write: bool },
     /// A timer: `sleep`, `sleep_until`, a pause between checks.
@@ -71,10 +77,11 @@ impl WaitOn {
         let WaitOn::Mutex { holder } = *self else {
             return None;
         };
-        // SAFETY: `holder` points into the mutex this task waits for; the
-        // wait borrows the mutex for as long as the task is parked in it, and
-        // the record is cleared before the wait returns (see `Waiting`), so
-        // the mutex is alive whenever the record is read.
+        // SAFETY: `holder` points into the mutex this fiber waits for; the
+        // wait borrows the mutex for as long as the fiber is parked in it, and
+        // the record is cleared right after the switch back (see `WaitCell`;
+        // async tasks record `MutexSeen` instead), so the mutex is alive
+        // whenever the record is read.
         let id = unsafe { &*holder }.load(std::sync::atomic::Ordering::Relaxed);
         (id != 0).then_some(id)
     }
@@ -199,9 +206,19 @@ pub(crate) fn note_pending(on: WaitOn) {
     note_pending_until(on, None);
 }
 
-/// [`note_pending`] for a wait with a deadline.
+/// [`note_pending`] for a wait with a deadline. The caller is a future
+/// being polled that borrows what `on` points to (a mutex's holder record).
 #[inline]
 pub(crate) fn note_pending_until(on: WaitOn, until: Option<Instant>) {
+    let on = match on {
+        WaitOn::Mutex { holder } => WaitOn::MutexSeen {
+            addr: holder.addr(),
+            // SAFETY: the future being polled borrows the mutex, so its
+            // holder record is alive for this read.
+            holder: unsafe { &*holder }.load(std::sync::atomic::Ordering::Relaxed),
+        },
+        other => other,
+    };
     // In a fiber (a future driven by `fiberloop::wait`) this writes a record
     // the fiber's own park overwrites at once.
     scheduler::with_core(|core| core.note_pending(on, until));
