@@ -256,7 +256,18 @@ impl<'a, T: ?Sized> Future for Lock<'a, T> {
         if let Some(guard) = self.op.mutex.try_lock() {
             return Poll::Ready(guard);
         }
-        super::poll_noted(&mut self.op, cx)
+        let polled = self.op.poll_op(cx);
+        if polled.is_pending() {
+            // The holder as it is now: an async task keeps no pointer into
+            // the mutex (its future may be dropped, with the mutex, while
+            // the task runs on).
+            let mutex = self.op.mutex;
+            crate::rt::diag::note_pending(WaitOn::MutexSeen {
+                addr: std::ptr::from_ref(&mutex.holder).addr(),
+                holder: mutex.holder.load(Ordering::Relaxed),
+            });
+        }
+        polled
     }
 }
 

@@ -31,7 +31,7 @@ use crate::rt::scheduler;
 /// What a parked task waits for: written when it parks, cleared when it
 /// resumes, read only by the dump and the deadlock check (on the loop's
 /// thread, while the task is suspended).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum WaitOn {
     /// A descriptor to become readable (or writable).
     Io { fd: i32, write: bool },
@@ -123,7 +123,8 @@ pub(crate) struct Waiting {
 /// `on` may point into what the wait borrows. An async task's futures write
 /// it when they return `Pending` ([`note`](Self::note)); since nothing
 /// clears it when the task later awaits a future that records nothing, it
-/// counts only if made in the task's latest poll (`polls`).
+/// counts only if made in the task's latest poll (`polls`). Either way
+/// `since` is when the task last stopped running.
 pub(crate) struct WaitCell {
     on: Cell<Option<WaitOn>>,
     /// Set whenever `on` is.
@@ -165,15 +166,11 @@ impl WaitCell {
         self.polls.set(self.polls.get().wrapping_add(1));
     }
 
-    /// One of an async task's futures is pending on `on`; a wait that goes
-    /// on across polls keeps the time it began.
-    #[inline]
+    /// One of an async task's futures is pending on `on` (as of `now`, the
+    /// poll: like a fiber's, the record says since when the task last ran).
+    #[inline(always)]
     pub(crate) fn note(&self, on: WaitOn, now: Instant, until: Option<Instant>) {
-        if self.on.get() != Some(on) {
-            self.on.set(Some(on));
-            self.since.set(Some(now));
-        }
-        self.until.set(until);
+        self.begin(on, now, until);
         self.noted.set(self.polls.get());
     }
 
@@ -206,19 +203,11 @@ pub(crate) fn note_pending(on: WaitOn) {
     note_pending_until(on, None);
 }
 
-/// [`note_pending`] for a wait with a deadline. The caller is a future
-/// being polled that borrows what `on` points to (a mutex's holder record).
+/// [`note_pending`] for a wait with a deadline.
 #[inline]
 pub(crate) fn note_pending_until(on: WaitOn, until: Option<Instant>) {
-    let on = match on {
-        WaitOn::Mutex { holder } => WaitOn::MutexSeen {
-            addr: holder.addr(),
-            // SAFETY: the future being polled borrows the mutex, so its
-            // holder record is alive for this read.
-            holder: unsafe { &*holder }.load(std::sync::atomic::Ordering::Relaxed),
-        },
-        other => other,
-    };
+    // An async task keeps no pointer into a mutex (see `WaitOn::MutexSeen`).
+    debug_assert!(!matches!(on, WaitOn::Mutex { .. }));
     // In a fiber (a future driven by `fiberloop::wait`) this writes a record
     // the fiber's own park overwrites at once.
     scheduler::with_core(|core| core.note_pending(on, until));
