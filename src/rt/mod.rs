@@ -15,4 +15,6 @@ pub(crate) mod scheduler;
 pub(crate) mod stacks;
 pub(crate) mod task;
 pub(crate) mod timer;
+#[cfg(feature = "tracing")]
+pub(crate) mod trace;
 pub(crate) mod wait;

@@ -117,6 +117,8 @@ impl Core {
     pub(crate) fn schedule_ref(&self, task: &TaskCell) {
         let local = task.local(self);
         if !task.is_complete() && !local.queued.replace(true) {
+            #[cfg(feature = "tracing")]
+            crate::rt::trace::event("wake", task.id, task.name.as_deref());
             self.ready
                 .borrow_mut()
                 .push_back(Runnable::Task(local.key.get()));
@@ -134,6 +136,8 @@ impl Core {
         };
         let local = task.local(self);
         if !task.is_complete() && !local.queued.replace(true) {
+            #[cfg(feature = "tracing")]
+            crate::rt::trace::event("wake", task.id, task.name.as_deref());
             self.ready.borrow_mut().push_front(Runnable::Task(key));
             self.inherited.set(self.inherited.get() + 1);
         }

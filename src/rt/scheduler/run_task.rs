@@ -39,7 +39,11 @@ impl Core {
                     self.current.set(Some(NonNull::from(task)));
                     // A wait record counts only if made in this poll.
                     local.wait.next_poll();
+                    #[cfg(feature = "tracing")]
+                    local.span.enter();
                     let polled = poll_future(self, task, future);
+                    #[cfg(feature = "tracing")]
+                    local.span.exit(false);
                     self.current.set(None);
                     polled
                 };
@@ -52,6 +56,8 @@ impl Core {
             }
             Body::Started(coro) => {
                 self.current.set(Some(NonNull::from(task)));
+                #[cfg(feature = "tracing")]
+                local.span.enter();
                 coro.resume(&local.fault, self.resume_how(task, local))
             }
             Body::Done => return false, // finished while queued (a stale wake)
@@ -87,10 +93,23 @@ impl Core {
                     unreachable!("set just above")
                 };
                 self.current.set(Some(NonNull::from(task)));
+                #[cfg(feature = "tracing")]
+                local.span.enter();
                 coro.start(&local.fault, closure)
             }
         };
         self.current.set(None);
+        #[cfg(feature = "tracing")]
+        {
+            let parked = matches!(
+                result,
+                CoroutineResult::Yield(Suspend::Park | Suspend::Yield)
+            );
+            local.span.exit(parked);
+            if parked {
+                crate::rt::trace::event("park", task.id, task.name.as_deref());
+            }
+        }
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
                 // The task is ours and not finished: re-queue it directly,
@@ -148,6 +167,8 @@ impl Core {
     #[inline]
     pub(super) fn finish(&self, task: &TaskCell, output: Output) -> Option<Arc<TaskCell>> {
         let local = task.local(self);
+        #[cfg(feature = "tracing")]
+        crate::rt::trace::event("finish", task.id, task.name.as_deref());
         self.unreserve(local);
         task.complete(local, output);
         if let Some((key, id)) = local.joiner.take() {

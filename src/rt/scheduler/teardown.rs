@@ -73,10 +73,15 @@ impl Core {
             }
             Body::Started(mut coro) => {
                 self.current.set(Some(NonNull::from(&**task)));
+                // Its destructors' events belong to its spans too.
+                #[cfg(feature = "tracing")]
+                local.span.enter();
                 for _ in 0..UNWIND_ATTEMPTS {
                     match coro.resume(&local.fault, Resume::Unwind) {
                         CoroutineResult::Yield(Suspend::Done) => {
                             self.current.set(None);
+                            #[cfg(feature = "tracing")]
+                            local.span.exit(false);
                             let exit = coro.take_exit();
                             self.park_idle(coro);
                             drop(self.finish(task, output_of(exit)));
@@ -87,6 +92,8 @@ impl Core {
                     }
                 }
                 self.current.set(None);
+                #[cfg(feature = "tracing")]
+                local.span.exit(false);
                 eprintln!(
                     "fiberloop: fiber #{} kept blocking while being cancelled; leaking its stack",
                     task.id

@@ -127,6 +127,9 @@ pub(crate) struct Local {
     pub(crate) shielded: Cell<bool>,
     /// What the task waits on while it is parked (see `rt::diag`).
     pub(crate) wait: crate::rt::diag::WaitCell,
+    /// The span it was spawned in, and a fiber's own (see `rt::trace`).
+    #[cfg(feature = "tracing")]
+    pub(crate) span: crate::rt::trace::TaskSpan,
     /// Strong counts held for the next waker clones (see [`waker_ref`]);
     /// closed once the task left the table.
     pub(super) bank: RefBank,
@@ -171,6 +174,8 @@ impl TaskCell {
         body: Body,
     ) -> Arc<TaskCell> {
         let owner = owner.map_or(std::ptr::null_mut(), |o| Arc::into_raw(o).cast_mut());
+        #[cfg(feature = "tracing")]
+        crate::rt::trace::event("spawn", id, name.as_deref());
         // Written in place: built on the stack and moved, the cell costs a
         // `memcpy` call per spawn.
         let mut cell = Arc::<TaskCell>::new_uninit();
@@ -191,6 +196,8 @@ impl TaskCell {
                 shielded: Cell::new(false),
                 reserved: Cell::new(false),
                 wait: crate::rt::diag::WaitCell::new(),
+                #[cfg(feature = "tracing")]
+                span: crate::rt::trace::TaskSpan::current(),
                 bank: RefBank::new(),
                 key: Cell::new(usize::MAX),
                 stack_size,
