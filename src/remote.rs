@@ -60,22 +60,46 @@ impl RemoteHandle {
     /// not answer within `patience` (it is blocked, or busy for that long:
     /// `FIBERLOOP_BLOCKING_MS` finds out by what).
     pub fn dump(&self, patience: std::time::Duration) -> io::Result<String> {
-        let here = crate::rt::scheduler::with_core(|core| Arc::ptr_eq(core.shared(), &self.shared));
-        if here == Some(true) {
-            return Ok(crate::rt::scheduler::with_core(|core| core.dump(true)).unwrap_or_default());
+        self.ask(patience, |core| core.dump(true))
+    }
+
+    /// The loop's metrics (see [`Handle::metrics`](crate::Handle::metrics)),
+    /// from any thread, as [`dump`](Self::dump) asks for them.
+    ///
+    /// # Errors
+    /// As [`dump`](Self::dump).
+    pub fn metrics(
+        &self,
+        patience: std::time::Duration,
+    ) -> io::Result<crate::runtime::LoopMetrics> {
+        self.ask(patience, Core::metrics)
+    }
+
+    /// Runs `read` on the loop's thread (at once if that is this thread)
+    /// and waits up to `patience` for its answer.
+    fn ask<T: Send + 'static>(
+        &self,
+        patience: std::time::Duration,
+        read: fn(&Core) -> T,
+    ) -> io::Result<T> {
+        let here = crate::rt::scheduler::with_core(|core| {
+            Arc::ptr_eq(core.shared(), &self.shared).then(|| read(core))
+        });
+        if let Some(Some(answer)) = here {
+            return Ok(answer);
         }
         let (tx, rx) = std::sync::mpsc::channel();
         self.call_soon_threadsafe(move || {
-            let dump = crate::rt::scheduler::with_core(|core| core.dump(true)).unwrap_or_default();
-            let _ = tx.send(dump);
+            if let Some(answer) = crate::rt::scheduler::with_core(read) {
+                let _ = tx.send(answer);
+            }
         })?;
         rx.recv_timeout(patience).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!(
-                    "the loop did not answer within {:?}: it is blocked or busy \
-                     (FIBERLOOP_BLOCKING_MS=<ms> reports what holds it)",
-                    patience
+                    "the loop did not answer within {patience:?}: it is blocked or busy \
+                     (FIBERLOOP_BLOCKING_MS=<ms> reports what holds it)"
                 ),
             )
         })

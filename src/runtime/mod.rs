@@ -18,6 +18,7 @@
 
 mod builder;
 mod multi;
+pub use crate::rt::scheduler::LoopMetrics;
 pub use builder::LoopBuilder;
 pub use multi::{Builder, LoopStats, Runtime, RuntimeHandle};
 
@@ -350,6 +351,25 @@ impl Handle {
     /// ```
     pub fn dump(&self) -> String {
         self.core.dump(true)
+    }
+
+    /// The loop's metrics now: turns, polls with and without events, tasks
+    /// spawned and finished, wakes, ready-queue depth, busy time, live
+    /// stacks and the `vm.max_map_count` headroom ([`LoopMetrics`]).
+    ///
+    /// ```
+    /// fiberloop::run(|| {
+    ///     let before = fiberloop::handle().metrics();
+    ///     fiberloop::spawn(|| fiberloop::sleep(std::time::Duration::from_millis(1)))
+    ///         .join()
+    ///         .unwrap();
+    ///     let after = fiberloop::handle().metrics();
+    ///     assert_eq!(after.tasks_finished - before.tasks_finished, 1);
+    ///     assert!(after.wakes_local > before.wakes_local);
+    /// });
+    /// ```
+    pub fn metrics(&self) -> LoopMetrics {
+        self.core.metrics()
     }
 
     /// A handle for other threads (see [`RemoteHandle`](crate::RemoteHandle)).

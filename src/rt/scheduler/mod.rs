@@ -46,6 +46,7 @@ mod group;
 mod idle;
 mod inject;
 mod inspect;
+mod metrics;
 mod queue;
 mod run_task;
 mod teardown;
@@ -57,6 +58,8 @@ pub(crate) use group::Group;
 use inject::Inbox;
 pub(crate) use inject::{RemoteJob, Shared};
 pub(crate) use inspect::{TaskState, TaskView};
+use metrics::bump;
+pub use metrics::LoopMetrics;
 use run_task::run_callback;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -140,6 +143,8 @@ pub(crate) struct Core {
     deque: crossbeam_deque::Worker<Arc<TaskCell>>,
     /// Wait records' clock, the checks' state, the watchdog's view (`rt::diag`).
     pub(crate) diag: crate::rt::diag::Diag,
+    /// The always-on counters behind [`LoopMetrics`].
+    metrics: metrics::Counters,
 }
 
 /// Process-unique fiber ids, handed to each thread in blocks to avoid
@@ -204,6 +209,7 @@ impl Core {
             group: OnceCell::new(),
             deque,
             diag: crate::rt::diag::Diag::new(),
+            metrics: metrics::Counters::new(),
         })
     }
 
@@ -372,6 +378,7 @@ impl Core {
     /// One look at the outside world: remote wakes, I/O, timers.
     fn turn(&self, honour_stop: bool) {
         self.diag.progress();
+        bump(&self.metrics.turns);
         self.drain_remote();
         self.take_runtime_work();
         reactor::drain_released(self);
@@ -404,12 +411,21 @@ impl Core {
         // With work ready and no source registered there is nothing to poll
         // for: remote wakes arrive through the queue drained above and below.
         let mut events = 0;
-        if timeout != Some(Duration::ZERO) || self.reactor.len() > 0 {
+        let asleep = (timeout != Some(Duration::ZERO)).then(Instant::now);
+        if asleep.is_some() || self.reactor.len() > 0 {
             events = self.reactor.poll(timeout);
+            bump(if events > 0 {
+                &self.metrics.polls_with_events
+            } else {
+                &self.metrics.polls_empty
+            });
         }
         self.shared.sleeping.store(false, Ordering::Relaxed);
-        if timeout != Some(Duration::ZERO) {
-            self.diag.clock.set(Instant::now());
+        if let Some(asleep) = asleep {
+            let now = Instant::now();
+            self.diag.clock.set(now);
+            let idle = &self.metrics.idle;
+            idle.set(idle.get() + now.saturating_duration_since(asleep));
         }
         self.drain_remote();
         if stall_watch {
@@ -472,6 +488,7 @@ impl Core {
     fn drain_remote(&self) {
         self.drain_inbox();
         while let Some(task) = self.shared.remote.pop() {
+            bump(&self.metrics.wakes_remote);
             task.remote_queued.store(false, Ordering::Release);
             self.schedule(task);
         }

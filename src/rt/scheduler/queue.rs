@@ -119,6 +119,7 @@ impl Core {
         if !task.is_complete() && !local.queued.replace(true) {
             #[cfg(feature = "tracing")]
             crate::rt::trace::event("wake", task.id, task.name.as_deref());
+            super::bump(&self.metrics.wakes_local);
             self.ready
                 .borrow_mut()
                 .push_back(Runnable::Task(local.key.get()));
@@ -138,6 +139,7 @@ impl Core {
         if !task.is_complete() && !local.queued.replace(true) {
             #[cfg(feature = "tracing")]
             crate::rt::trace::event("wake", task.id, task.name.as_deref());
+            super::bump(&self.metrics.wakes_local);
             self.ready.borrow_mut().push_front(Runnable::Task(key));
             self.inherited.set(self.inherited.get() + 1);
         }

@@ -169,6 +169,7 @@ impl Core {
         let local = task.local(self);
         #[cfg(feature = "tracing")]
         crate::rt::trace::event("finish", task.id, task.name.as_deref());
+        super::bump(&self.metrics.finished);
         self.unreserve(local);
         task.complete(local, output);
         if let Some((key, id)) = local.joiner.take() {
