@@ -14,6 +14,9 @@
 //!   (the self-pipe trick), for `fiberloop::signal`;
 //! - `fiber_flag` (feature `hook`): the one-word "a fiber runs on this
 //!   thread" flag that the libc hooks test first;
+//! - [`sample`]: the blocking detector's `SIGURG` handler, which records
+//!   where an interrupted loop thread is (program counter and the call
+//!   sites on its stack) without anything that is not async-signal-safe;
 //! - [`wait_fd`]: a blocking wait for readiness of one descriptor, used when the
 //!   crate's sockets are driven from a plain thread outside any event loop.
 //!
