@@ -3,28 +3,18 @@
 //! it, by name and spawn location, with a frame of the function it is in.
 //!
 //! The report goes to stderr, so each case runs in a child process: this
-//! test binary again, with the case's name and `DIAG_CHILD` set.
+//! test binary again (`util::run_in_child_with`).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod util;
+use util::in_child;
 
 /// Runs test `case` of this binary in a child with the detector at 50 ms;
 /// returns its stderr.
 fn stderr_of(case: &str) -> String {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([case, "--exact", "--nocapture", "--test-threads=1"])
-        .env("DIAG_CHILD", "1")
-        .env("FIBERLOOP_BLOCKING_MS", "50")
-        .env("FIBERLOOP_STALL_MS", "0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "the child failed:\n{stderr}");
-    stderr
-}
-
-fn in_child() -> bool {
-    std::env::var_os("DIAG_CHILD").is_some()
+    let envs = [("FIBERLOOP_BLOCKING_MS", "50"), ("FIBERLOOP_STALL_MS", "0")];
+    util::run_in_child_ok_with(case, &envs).1
 }
 
 #[inline(never)]

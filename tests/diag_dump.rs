@@ -7,6 +7,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use fiberloop::net::{TcpListener, TcpStream};
+
+mod util;
 use fiberloop::sync::{bounded, Mutex};
 
 #[inline(never)]
@@ -167,7 +169,7 @@ fn a_remote_handle_dumps_the_loop_from_another_thread() {
 
 #[test]
 fn child_raises_sigquit() {
-    if std::env::var_os("DIAG_CHILD").is_none() {
+    if !util::in_child() {
         return;
     }
     fiberloop::run(|| {
@@ -184,17 +186,11 @@ fn child_raises_sigquit() {
 
 #[test]
 fn sigquit_dumps_the_loop_when_asked_to() {
-    if std::env::var_os("DIAG_CHILD").is_some() {
+    if util::in_child() {
         return;
     }
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["child_raises_sigquit", "--exact", "--nocapture"])
-        .env("DIAG_CHILD", "1")
-        .env("FIBERLOOP_DUMP_ON_SIGQUIT", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let envs = [("FIBERLOOP_DUMP_ON_SIGQUIT", "1")];
+    let (_, stderr) = util::run_in_child_ok_with("child_raises_sigquit", &envs);
     assert!(stderr.contains("fiberloop: loop "), "{stderr}");
     assert!(stderr.contains("'napper': parked for"), "{stderr}");
     assert!(stderr.contains("wait_on_sleep"), "{stderr}");

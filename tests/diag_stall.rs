@@ -3,14 +3,16 @@
 //! here a plain thread wakes the fiber afterwards, and `run` returns.
 //!
 //! The report goes to stderr, so the case runs in a child process (this test
-//! binary again, with `DIAG_CHILD` set).
+//! binary again: `util::run_in_child_with`).
 
-use std::process::Command;
 use std::time::Duration;
+
+mod util;
+use util::in_child;
 
 #[test]
 fn child_waits_for_a_plain_thread() {
-    if std::env::var_os("DIAG_CHILD").is_none() {
+    if !in_child() {
         return;
     }
     let got = fiberloop::run(|| {
@@ -33,17 +35,11 @@ fn child_waits_for_a_plain_thread() {
 
 #[test]
 fn an_idle_loop_with_unwakeable_fibers_reports_a_stall_and_goes_on() {
-    if std::env::var_os("DIAG_CHILD").is_some() {
+    if in_child() {
         return;
     }
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["child_waits_for_a_plain_thread", "--exact", "--nocapture"])
-        .env("DIAG_CHILD", "1")
-        .env("FIBERLOOP_STALL_MS", "200")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let envs = [("FIBERLOOP_STALL_MS", "200")];
+    let (_, stderr) = util::run_in_child_ok_with("child_waits_for_a_plain_thread", &envs);
     assert!(stderr.contains("fiberloop: stall on loop"), "{stderr}");
     assert!(
         stderr.contains("idle for 0.2 s with 2 tasks parked"),
@@ -65,16 +61,10 @@ fn an_idle_loop_with_unwakeable_fibers_reports_a_stall_and_goes_on() {
 
 #[test]
 fn a_stall_report_can_be_turned_off() {
-    if std::env::var_os("DIAG_CHILD").is_some() {
+    if in_child() {
         return;
     }
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["child_waits_for_a_plain_thread", "--exact", "--nocapture"])
-        .env("DIAG_CHILD", "1")
-        .env("FIBERLOOP_STALL_MS", "0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let envs = [("FIBERLOOP_STALL_MS", "0")];
+    let (_, stderr) = util::run_in_child_ok_with("child_waits_for_a_plain_thread", &envs);
     assert!(!stderr.contains("fiberloop: stall"), "{stderr}");
 }

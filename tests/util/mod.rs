@@ -18,10 +18,16 @@ pub fn in_child() -> bool {
 /// behaviour that aborts the process or changes process limits), bounded by a
 /// timeout, and returns its output.
 pub fn run_in_child(test_name: &str) -> Output {
+    run_in_child_with(test_name, &[])
+}
+
+/// [`run_in_child`] with these environment variables set in the child.
+pub fn run_in_child_with(test_name: &str, envs: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().expect("test binary path");
     let mut child = Command::new(exe)
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "1")
+        .envs(envs.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -44,7 +50,12 @@ pub fn run_in_child(test_name: &str) -> Output {
 /// [`run_in_child`], asserting that the child succeeded (its status and both
 /// outputs in the message if not); returns its stdout and stderr.
 pub fn run_in_child_ok(test_name: &str) -> (String, String) {
-    let out = run_in_child(test_name);
+    run_in_child_ok_with(test_name, &[])
+}
+
+/// [`run_in_child_ok`] with these environment variables set in the child.
+pub fn run_in_child_ok_with(test_name: &str, envs: &[(&str, &str)]) -> (String, String) {
+    let out = run_in_child_with(test_name, envs);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(

@@ -334,16 +334,10 @@ impl<T: AsRawFd> Source<T> {
         timeout: Option<Duration>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
-        // The fast path: often the data (or buffer space) is there already.
-        let tick = loop {
-            let tick = self.tick(interest);
-            match op(&self.io) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break tick,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                result => return result,
-            }
-        };
-        self.wait_io(interest, timeout, tick, None, op)
+        match self.try_io(interest, &mut op) {
+            Ok(result) => result,
+            Err(tick) => self.wait_io(interest, timeout, tick, None, op),
+        }
     }
 
     /// [`do_io`](Self::do_io) for a wait the dump should name as `on`
@@ -354,15 +348,29 @@ impl<T: AsRawFd> Source<T> {
         interest: Interest,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
-        let tick = loop {
+        match self.try_io(interest, &mut op) {
+            Ok(result) => result,
+            Err(tick) => self.wait_io(interest, None, tick, Some(on), op),
+        }
+    }
+
+    /// The fast path: often the data (or buffer space) is there already.
+    /// The result of `op`, or, once it says `WouldBlock`, the tick read
+    /// before that try (for [`wait_io`](Self::wait_io)). `EINTR` is retried.
+    #[inline(always)]
+    fn try_io<R>(
+        &self,
+        interest: Interest,
+        op: &mut impl FnMut(&T) -> io::Result<R>,
+    ) -> Result<io::Result<R>, usize> {
+        loop {
             let tick = self.tick(interest);
             match op(&self.io) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break tick,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(tick),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                result => return result,
+                result => return Ok(result),
             }
-        };
-        self.wait_io(interest, None, tick, Some(on), op)
+        }
     }
 
     /// The waiting half of [`do_io`](Self::do_io), for a caller that has just
