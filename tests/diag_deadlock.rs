@@ -9,6 +9,18 @@ use std::time::Duration;
 
 use fiberloop::sync::Mutex;
 
+/// Runs `body` on its own thread and returns the deadlock report `run`
+/// panicked with; fails (instead of hanging) if nothing came within a
+/// minute, or if what came is not a deadlock report.
+fn deadlock_report_of(body: fn()) -> String {
+    let message = panic_message_of(body);
+    assert!(
+        message.starts_with("fiberloop: deadlock on loop"),
+        "{message}"
+    );
+    message
+}
+
 /// Runs `body` on its own thread and returns the message `run` panicked
 /// with; fails (instead of hanging) if nothing came within a minute.
 fn panic_message_of(body: fn()) -> String {
@@ -64,11 +76,7 @@ fn opposite_order(with_ticker: bool) {
 
 #[test]
 fn opposite_order_locking_is_reported_and_run_panics_with_the_report() {
-    let message = panic_message_of(|| opposite_order(false));
-    assert!(
-        message.starts_with("fiberloop: deadlock on loop"),
-        "{message}"
-    );
+    let message = deadlock_report_of(|| opposite_order(false));
     assert!(
         message.contains("'left' waits for mutex 0x")
             && message.contains("'right' waits for mutex 0x"),
@@ -89,11 +97,8 @@ fn opposite_order_locking_is_reported_and_run_panics_with_the_report() {
 
 #[test]
 fn a_cycle_is_found_while_timers_keep_the_loop_busy() {
-    let message = panic_message_of(|| opposite_order(true));
-    assert!(
-        message.starts_with("fiberloop: deadlock on loop"),
-        "{message}"
-    );
+    // The helper checks that `run` ended with a deadlock report.
+    deadlock_report_of(|| opposite_order(true));
 }
 
 #[test]
@@ -118,28 +123,17 @@ fn a_lock_wait_with_a_deadline_is_not_a_deadlock() {
 
 #[test]
 fn a_runtime_raises_the_report_from_its_run() {
-    let message = panic_message_of(|| {
+    // The helper checks that `Runtime::run` ended with a deadlock report.
+    deadlock_report_of(|| {
         let runtime = fiberloop::Runtime::builder().loops(1).build().unwrap();
         runtime.run(|| {
             let a = std::sync::Arc::new(Mutex::new(()));
             let b = std::sync::Arc::new(Mutex::new(()));
             let (a2, b2) = (a.clone(), b.clone());
-            let left = fiberloop::spawn(move || {
-                let _one = a.lock().unwrap();
-                fiberloop::sleep(Duration::from_millis(10));
-                let _two = b.lock().unwrap();
-            });
-            let right = fiberloop::spawn(move || {
-                let _one = b2.lock().unwrap();
-                fiberloop::sleep(Duration::from_millis(10));
-                let _two = a2.lock().unwrap();
-            });
+            let left = fiberloop::spawn(move || lock_in_order(&a, &b));
+            let right = fiberloop::spawn(move || lock_in_order(&b2, &a2));
             left.join().unwrap();
             right.join().unwrap();
         });
     });
-    assert!(
-        message.starts_with("fiberloop: deadlock on loop"),
-        "{message}"
-    );
 }

@@ -64,8 +64,8 @@ pub(crate) enum WaitOn {
     Join { id: u64 },
     /// A job on the loop's thread pool (`unblock`, `getaddrinfo`).
     Pool,
-    /// A future driven from a fiber (`fiberloop::wait`), or one of an
-    /// async task's awaits that records nothing more precise.
+    /// A future driven from a fiber (`fiberloop::wait`). (An async task
+    /// whose pending future is none of fiberloop's has no record at all.)
     Future,
     /// Anything else, by name (an event, a semaphore, a select, a scope).
     Other(&'static str),

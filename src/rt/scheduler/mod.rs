@@ -36,9 +36,10 @@
 //! the idle coroutines and stack reservations; `teardown` closing the loop;
 //! `inspect` what the diagnostics (`rt::diag`) may see and the wait records
 //! a parking task writes. The loop calls into `rt::diag` at three points:
-//! each turn bumps the watchdog's progress counter (when the blocking
-//! detector is on), and before and after a sleep the deadlock and stall
-//! checks run.
+//! with the blocking detector on, each item and each turn bump the
+//! watchdog's progress counter (items in `run_batch_watched`, a copy of the
+//! batch loop that unwatched loops never run), and before and after a sleep
+//! the deadlock and stall checks run.
 
 mod context;
 mod gate;
