@@ -2,6 +2,7 @@
 //! rather than (or on top of) the environment (`docs/diagnostics.md`).
 
 use std::io;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use crate::rt::scheduler::{self, Core};
 
 /// Configures and creates this thread's [`EventLoop`]. It starts from what
 /// the environment asks for (`FIBERLOOP_BLOCKING_MS`, `FIBERLOOP_STALL_MS`,
-/// `FIBERLOOP_DUMP_ON_SIGQUIT`); each method overrides one setting.
+/// `FIBERLOOP_DUMP_ON_SIGQUIT`, `FIBERLOOP_TRACE`); each method overrides
+/// one setting.
 ///
 /// ```
 /// use std::time::Duration;
@@ -26,6 +28,7 @@ use crate::rt::scheduler::{self, Core};
 #[derive(Debug, Clone)]
 pub struct LoopBuilder {
     pub(crate) config: Config,
+    trace: Option<PathBuf>,
 }
 
 impl Default for LoopBuilder {
@@ -39,6 +42,9 @@ impl LoopBuilder {
     pub fn new() -> LoopBuilder {
         LoopBuilder {
             config: Config::from_env(),
+            trace: std::env::var_os("FIBERLOOP_TRACE")
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from),
         }
     }
 
@@ -65,16 +71,32 @@ impl LoopBuilder {
         self
     }
 
+    /// Write the scheduler trace to `path` (`None`: off, the default unless
+    /// `FIBERLOOP_TRACE` names a file): every run of every task with why it
+    /// started and stopped, who woke whom, and the loop's own polls and
+    /// timers. A path ending in `.txt` gets the text form (one line per
+    /// slice, logical timestamps); any other gets Chrome trace-event JSON
+    /// for ui.perfetto.dev or `chrome://tracing`. Loops tracing to the same
+    /// path share the file. It is written when the loop is about to sleep
+    /// and when it closes (`docs/tracing.md`).
+    pub fn trace(mut self, path: Option<PathBuf>) -> LoopBuilder {
+        self.trace = path;
+        self
+    }
+
     /// Creates this thread's loop.
     ///
     /// # Errors
     /// `AlreadyExists` if the thread has a loop already (one per thread);
-    /// otherwise what creating the poller (`epoll`/`kqueue`), or the
-    /// `SIGQUIT` listener, returned.
+    /// otherwise what creating the poller (`epoll`/`kqueue`), the trace
+    /// file, or the `SIGQUIT` listener, returned.
     pub fn build(self) -> io::Result<EventLoop> {
         crate::sys::fault::install();
         crate::fiber::install_panic_hook();
         let core = Rc::new(Core::new()?);
+        if let Some(path) = &self.trace {
+            core.start_trace(path)?;
+        }
         scheduler::install(core.clone())?;
         core.configure(self.config);
         let event_loop = EventLoop { core };

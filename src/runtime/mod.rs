@@ -231,6 +231,7 @@ impl Drop for EventLoop {
     fn drop(&mut self) {
         self.core.close_inbox();
         self.core.cancel_all();
+        self.core.diag.close_trace();
         self.core.shared().close_remote();
         self.core.reactor.close();
         self.core.blocking.shutdown();

@@ -17,9 +17,12 @@
 
 mod deadlock;
 mod dump;
+mod record;
+mod trace_file;
 mod watchdog;
 
 pub(crate) use deadlock::Checks;
+pub(crate) use record::{Phase, Queued, Recorder, Stop};
 pub(crate) use watchdog::Watched;
 
 use std::cell::Cell;
@@ -268,6 +271,11 @@ pub(crate) struct Diag {
     pub(crate) checks: Checks,
     /// The blocking detector's view of this loop, when it is on.
     pub(crate) watched: std::cell::OnceCell<std::sync::Arc<Watched>>,
+    /// The scheduler trace's recorder, when one is being written.
+    rec: std::cell::OnceCell<Box<Recorder>>,
+    /// The watchdog watches, or the trace records: the loop runs its
+    /// batches on the slow path.
+    pub(crate) slow: std::cell::Cell<bool>,
 }
 
 /// The clock is read at least once per this many turns.
@@ -286,6 +294,30 @@ impl Diag {
             lock_waits: std::cell::Cell::new(0),
             checks: Checks::default(),
             watched: std::cell::OnceCell::new(),
+            rec: std::cell::OnceCell::new(),
+            slow: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The scheduler trace's recorder, if this loop writes one.
+    #[inline(always)]
+    pub(crate) fn recorder(&self) -> Option<&Recorder> {
+        self.rec.get().map(|rec| &**rec)
+    }
+
+    /// Runs `f` in `phase` when recording (see `Recorder::in_phase`).
+    #[inline(always)]
+    pub(crate) fn in_phase<R>(&self, phase: Phase, f: impl FnOnce() -> R) -> R {
+        match self.recorder() {
+            None => f(),
+            Some(rec) => rec.in_phase(phase, f),
+        }
+    }
+
+    /// The loop closes: the trace, if any, is written out.
+    pub(crate) fn close_trace(&self) {
+        if let Some(rec) = self.recorder() {
+            rec.close();
         }
     }
 
@@ -317,7 +349,19 @@ impl scheduler::Core {
             if self.diag.watched.get().is_none() {
                 let watched = Watched::register(self.id(), self.shared().clone(), threshold);
                 let _ = self.diag.watched.set(watched);
+                self.diag.slow.set(true);
             }
         }
+    }
+
+    /// Starts writing the scheduler trace to `path` (`docs/tracing.md`);
+    /// called once, on the loop's thread, before it first runs.
+    pub(crate) fn start_trace(&self, path: &std::path::Path) -> std::io::Result<()> {
+        if self.diag.rec.get().is_none() {
+            let rec = Recorder::new(self.id(), path)?;
+            let _ = self.diag.rec.set(Box::new(rec));
+            self.diag.slow.set(true);
+        }
+        Ok(())
     }
 }

@@ -238,6 +238,7 @@ impl Core {
         let local = task.local(self);
         local.key.set(self.tasks.borrow_mut().insert(task.clone()));
         local.queued.set(true);
+        self.note_queued(&task, crate::rt::diag::Queued::Adopted);
         local.key.get()
     }
 

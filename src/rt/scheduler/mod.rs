@@ -76,9 +76,10 @@ use crossbeam_queue::SegQueue;
 use slab::Slab;
 
 use crate::rt::coro::Coro;
+use crate::rt::diag::Phase;
 use crate::rt::reactor::{self, Reactor, WAKER_TOKEN};
 use crate::rt::stacks as stack;
-use crate::rt::task::TaskCell;
+use crate::rt::task::{Body, TaskCell};
 use crate::rt::timer::{TimerAction, Timers};
 
 /// Ready items run between two looks at I/O and timers when work keeps coming
@@ -306,11 +307,13 @@ impl Core {
                     self.publish_deadlock(report);
                 }
             }
-            // The watchdog's progress counter is bumped per item only on the
-            // path it watches: an unwatched loop pays one branch per batch.
-            let finished = match self.diag.watched.get() {
-                None => self.run_batch(done),
-                Some(watched) => self.run_batch_watched(done, watched),
+            // The watchdog's progress counter and the trace's records are
+            // made only on the slow path: a loop with neither pays one
+            // branch per batch.
+            let finished = if self.diag.slow.get() {
+                self.run_batch_slow(done)
+            } else {
+                self.run_batch(done)
             };
             if finished {
                 return;
@@ -326,7 +329,7 @@ impl Core {
             let Some(next) = self.next_ready().or_else(|| self.adopt_newest()) else {
                 break;
             };
-            if self.run_item(next, done) {
+            if self.run_item::<false>(next, done) {
                 return true;
             }
         }
@@ -334,40 +337,76 @@ impl Core {
     }
 
     /// [`run_batch`](Self::run_batch) for a loop the blocking detector
-    /// watches: each item bumps its progress counter. Out of line, with its
-    /// own copy of the item's run, so that the unwatched batch keeps its code.
+    /// watches or the scheduler trace records: each item bumps the
+    /// watchdog's progress counter, and the trace records each run. Out of
+    /// line, with its own copy of the item's run, so that the fast batch
+    /// keeps its code.
     #[inline(never)]
-    fn run_batch_watched(
-        &self,
-        done: &dyn Fn() -> bool,
-        watched: &crate::rt::diag::Watched,
-    ) -> bool {
+    fn run_batch_slow(&self, done: &dyn Fn() -> bool) -> bool {
+        let watched = self.diag.watched.get();
         for _ in 0..BUDGET {
             let Some(next) = self.next_ready().or_else(|| self.adopt_newest()) else {
-                break;
+                return false;
             };
-            watched.progress();
-            if self.run_item_outlined(next, done) {
+            if let Some(watched) = watched {
+                watched.progress();
+            }
+            let finished = match self.diag.recorder() {
+                None => self.run_item::<true>(next, done),
+                Some(rec) => self.run_item_recorded(rec, next, done),
+            };
+            if finished {
                 return true;
+            }
+        }
+        if let Some(rec) = self.diag.recorder() {
+            let ready = self.ready.borrow().len();
+            if ready > 0 {
+                rec.budget_cut(ready);
             }
         }
         false
     }
 
-    /// [`run_item`](Self::run_item), not inlined (the watched batch's copy).
+    /// [`run_item`](Self::run_item), recorded in the scheduler trace.
     #[inline(never)]
-    fn run_item_outlined(&self, next: Runnable, done: &dyn Fn() -> bool) -> bool {
-        self.run_item(next, done)
+    fn run_item_recorded(
+        &self,
+        rec: &crate::rt::diag::Recorder,
+        next: Runnable,
+        done: &dyn Fn() -> bool,
+    ) -> bool {
+        use crate::rt::diag::Phase;
+        let task = match &next {
+            Runnable::Task(key) => self.tasks.borrow().get(*key).cloned(),
+            Runnable::Call(_) => {
+                let start = rec.begin_loop();
+                let finished = rec.in_phase(Phase::Callback, || self.run_item::<true>(next, done));
+                rec.end_callback(start);
+                return finished;
+            }
+        };
+        let Some(task) = task else {
+            return self.run_item::<true>(next, done);
+        };
+        let local = task.local(self);
+        let fiber = !matches!(&*local.body.borrow(), Body::Future(_));
+        let wait = |local: &crate::rt::task::Local| local.wait.get(fiber).map(|w| w.on);
+        rec.begin_task(&task, fiber, wait(local));
+        let finished = self.run_item::<true>(next, done);
+        rec.end_task(wait(local), local.queued.get());
+        finished
     }
 
-    /// Runs one ready item; true if the loop is `done()` after it.
+    /// Runs one ready item; true if the loop is `done()` after it. `SLOW`:
+    /// the slow path's copy, which tells the trace how a task's run ended.
     #[inline(always)]
-    fn run_item(&self, next: Runnable, done: &dyn Fn() -> bool) -> bool {
+    fn run_item<const SLOW: bool>(&self, next: Runnable, done: &dyn Fn() -> bool) -> bool {
         self.spawn_at.set(0);
         // `done` can only turn true when a task finishes or a callback
         // runs, so a fiber that merely yielded or parked skips the check.
         let maybe_done = match next {
-            Runnable::Task(key) => self.run_task(key),
+            Runnable::Task(key) => self.run_task::<SLOW>(key),
             Runnable::Call(callback) => {
                 run_callback(&callback);
                 true
@@ -380,7 +419,7 @@ impl Core {
     fn turn(&self, honour_stop: bool) {
         self.diag.progress();
         bump(&self.metrics.turns);
-        self.drain_remote();
+        self.diag.in_phase(Phase::Remote, || self.drain_remote());
         self.take_runtime_work();
         reactor::drain_released(self);
         let has_timers = self.timers.borrow().len() > 0;
@@ -413,8 +452,18 @@ impl Core {
         // for: remote wakes arrive through the queue drained above and below.
         let mut events = 0;
         let asleep = (timeout != Some(Duration::ZERO)).then(Instant::now);
+        let rec = self.diag.recorder();
+        if let (Some(rec), Some(_)) = (rec, asleep) {
+            rec.flush(); // the trace file is complete as of every sleep
+        }
         if asleep.is_some() || self.reactor.len() > 0 {
-            events = self.reactor.poll(timeout);
+            let start = rec.map(|rec| rec.begin_loop());
+            events = self
+                .diag
+                .in_phase(Phase::Poll, || self.reactor.poll(timeout));
+            if let (Some(rec), Some(start)) = (rec, start) {
+                rec.end_poll(start, timeout, events);
+            }
             bump(if events > 0 {
                 &self.metrics.polls_with_events
             } else {
@@ -428,12 +477,20 @@ impl Core {
             let idle = &self.metrics.idle;
             idle.set(idle.get() + now.saturating_duration_since(asleep));
         }
-        self.drain_remote();
+        self.diag.in_phase(Phase::Remote, || self.drain_remote());
         if stall_watch {
             self.after_quiet_sleep(events == 0 && self.ready.borrow().is_empty());
         }
         if self.timers.borrow().len() > 0 {
-            self.fire_timers(self.diag.clock.get());
+            let now = self.diag.clock.get();
+            match rec {
+                None => drop(self.fire_timers(now)),
+                Some(rec) => {
+                    let start = rec.begin_loop();
+                    let fired = rec.in_phase(Phase::Timers, || self.fire_timers(now));
+                    rec.end_timers(start, fired);
+                }
+            }
         }
     }
 
@@ -495,14 +552,17 @@ impl Core {
         }
     }
 
-    fn fire_timers(&self, now: Instant) {
+    /// Fires the timers due at `now`; returns how many.
+    fn fire_timers(&self, now: Instant) -> usize {
+        let mut fired = 0;
         loop {
             let action = self.timers.borrow_mut().pop_expired(now);
             match action {
-                None => return,
+                None => return fired,
                 Some(TimerAction::Wake(waker)) => waker.wake(),
                 Some(TimerAction::Call(callback)) => self.push_callback(callback),
             }
+            fired += 1;
         }
     }
 }

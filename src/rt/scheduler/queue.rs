@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::{next_id, CallbackCell, Core, Runnable, Shared, BUDGET};
 use crate::rt::coro::Coro;
+use crate::rt::diag::Queued;
 use crate::rt::stacks as stack;
 use crate::rt::task::{Body, BoxFuture, Closure, TaskCell};
 
@@ -86,6 +87,7 @@ impl Core {
         let local = task.local(self);
         local.key.set(self.tasks.borrow_mut().insert(task.clone()));
         local.queued.set(true);
+        self.note_queued(&task, Queued::Spawned);
         let mut ready = self.ready.borrow_mut();
         let at = self.spawn_at.get().min(ready.len());
         if at == 0 {
@@ -120,6 +122,7 @@ impl Core {
             #[cfg(feature = "tracing")]
             crate::rt::trace::event("wake", task.id, task.name.as_deref());
             super::bump(&self.metrics.wakes_local);
+            self.note_queued(task, Queued::Woken);
             self.ready
                 .borrow_mut()
                 .push_back(Runnable::Task(local.key.get()));
@@ -140,8 +143,18 @@ impl Core {
             #[cfg(feature = "tracing")]
             crate::rt::trace::event("wake", task.id, task.name.as_deref());
             super::bump(&self.metrics.wakes_local);
+            self.note_queued(task, Queued::Woken);
             self.ready.borrow_mut().push_front(Runnable::Task(key));
             self.inherited.set(self.inherited.get() + 1);
+        }
+    }
+
+    /// Tells the scheduler trace, if one is recorded, who queued `task`
+    /// (one branch when none is).
+    #[inline(always)]
+    pub(super) fn note_queued(&self, task: &TaskCell, how: Queued) {
+        if let Some(rec) = self.diag.recorder() {
+            rec.queued(task.id, how);
         }
     }
 

@@ -10,15 +10,17 @@ use corosensei::CoroutineResult;
 
 use super::{CallbackCell, Core, Runnable};
 use crate::rt::coro::{Exit, ForcedUnwind, Resume, Suspend};
+use crate::rt::diag::Stop;
 use crate::rt::task::{Body, BoxFuture, JoinError, Output, TaskCell};
 
 impl Core {
     /// Resumes (or starts) a task's fiber until it suspends or finishes;
     /// returns whether it finished. Always inlined: the loop has two copies
-    /// of its batch (with and without the watchdog's counter), and the hot
-    /// one must keep the switch in its own frame (docs/benchmarks.md).
+    /// of its batch (the fast one, and the slow one for the watchdog and
+    /// the trace, `SLOW`, which tells the trace how the run ended), and the
+    /// fast one must keep the switch in its own frame (docs/benchmarks.md).
     #[inline(always)]
-    pub(super) fn run_task(&self, key: usize) -> bool {
+    pub(super) fn run_task<const SLOW: bool>(&self, key: usize) -> bool {
         let Some(task) = self.tasks.borrow().get(key).map(Arc::as_ptr) else {
             return false;
         };
@@ -47,7 +49,11 @@ impl Core {
                     self.current.set(None);
                     polled
                 };
-                let Some(output) = done else { return false };
+                let Some(output) = done else {
+                    self.note_stop::<SLOW>(|| Stop::Park);
+                    return false;
+                };
+                self.note_stop::<SLOW>(|| Stop::of(&output));
                 let future = mem::replace(&mut *body, Body::Done);
                 drop(body);
                 drop(future); // the future's destructors run here, on the owner thread
@@ -60,13 +66,17 @@ impl Core {
                 local.span.enter();
                 coro.resume(&local.fault, self.resume_how(task, local))
             }
-            Body::Done => return false, // finished while queued (a stale wake)
+            Body::Done => {
+                self.note_stop::<SLOW>(|| Stop::Stale);
+                return false; // finished while queued (a stale wake)
+            }
             Body::NotStarted(_) => {
                 let Body::NotStarted(closure) = mem::replace(&mut *body, Body::Done) else {
                     unreachable!("matched just above")
                 };
                 if task.cancel_requested() {
                     // Cancelled before it ever ran: it never will.
+                    self.note_stop::<SLOW>(|| Stop::Cancelled);
                     drop(body);
                     drop(closure);
                     let _last = self.finish(task, Err(JoinError::cancelled()));
@@ -75,6 +85,7 @@ impl Core {
                 let coro = match self.coroutine_for(local) {
                     Ok(coro) => coro,
                     Err(e) => {
+                        self.note_stop::<SLOW>(|| Stop::NoStack);
                         drop(body);
                         drop(closure); // its captures are dropped here, on the owner thread
                         if task.is_detached() {
@@ -112,6 +123,7 @@ impl Core {
         }
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
+                self.note_stop::<SLOW>(|| Stop::Yield);
                 // The task is ours and not finished: re-queue it directly,
                 // unless a wake during its run queued it already.
                 drop(body);
@@ -121,6 +133,7 @@ impl Core {
                 false
             }
             CoroutineResult::Yield(Suspend::Park) => {
+                self.note_stop::<SLOW>(|| Stop::Park);
                 // A cancelled fiber that parks again (it caught the unwind)
                 // has no waker left to queue it: queue it, so that it is
                 // unwound again after the others had their turn.
@@ -137,15 +150,28 @@ impl Core {
                 drop(body);
                 let exit = coro.take_exit();
                 self.park_idle(coro);
-                let _last = self.finish(task, output_of(exit));
+                let output = output_of(exit);
+                self.note_stop::<SLOW>(|| Stop::of(&output));
+                let _last = self.finish(task, output);
                 true
             }
             CoroutineResult::Return(()) => {
+                self.note_stop::<SLOW>(|| Stop::Cancelled);
                 // Only a retired coroutine returns; a fiber's never does.
                 *body = Body::Done;
                 drop(body);
                 let _last = self.finish(task, Err(JoinError::cancelled()));
                 true
+            }
+        }
+    }
+
+    /// Tells the trace how the run ended (the slow path's copy only).
+    #[inline(always)]
+    fn note_stop<const SLOW: bool>(&self, stop: impl FnOnce() -> Stop) {
+        if SLOW {
+            if let Some(rec) = self.diag.recorder() {
+                rec.stopped(stop());
             }
         }
     }
