@@ -168,6 +168,34 @@ fn the_generator_chapter_examples_print_what_they_promise() {
         3,
         "{out}"
     );
+    // With --trace, the runs in the scheduler trace's text form.
+    let mut cmd = example("gen_scheduler");
+    cmd.arg("--trace");
+    let out = run_bounded(cmd);
+    let runs: Vec<Vec<&str>> = out
+        .lines()
+        .filter(|l| l.contains('→'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        runs[0][1..],
+        ["#1", "spawned", "→", "syscall", "GetTid"],
+        "{out}"
+    );
+    let last = runs.last().unwrap();
+    assert_eq!(
+        last[1..],
+        ["#1", "woken", "by", "#3", "→", "return"],
+        "{out}"
+    );
+    let reader_woken = runs
+        .iter()
+        .any(|r| r[1] == "#3" && r.get(4) == Some(&"readable") && r.last() == Some(&"return"));
+    assert!(reader_woken, "{out}");
+    assert!(
+        runs.iter().any(|r| r[1..4] == ["#2", "timer", "due"]),
+        "{out}"
+    );
 }
 
 #[test]

@@ -167,10 +167,10 @@ fn the_json_form_has_a_track_per_task_run_slices_and_wake_flows() {
     let loop_slices: Vec<&str> = slices
         .iter()
         .filter_map(|e| e["name"].as_str())
-        .filter(|n| n.starts_with("epoll_wait") || *n == "timers")
+        .filter(|n| *n == "epoll_wait" || *n == "timers")
         .collect();
     assert!(loop_slices.contains(&"timers"), "{loop_slices:?}");
-    assert!(loop_slices.iter().any(|n| n.starts_with("epoll_wait(")));
+    assert!(loop_slices.contains(&"epoll_wait"), "{loop_slices:?}");
 
     // Every flow starts and ends at the start of a slice on its track.
     let starts_a_slice = |e: &Value| {
@@ -266,4 +266,35 @@ fn a_trace_file_that_cannot_be_created_is_an_error() {
     );
     // The thread has no loop left behind: a new one can be made.
     EventLoop::new().unwrap().run_until_complete(|| ());
+}
+
+/// A socket wait names its descriptor and direction, and the run it ends
+/// says the descriptor became readable.
+#[test]
+fn a_socket_wait_names_its_descriptor() {
+    use std::io::{Read, Write};
+    let file = path("socket.txt");
+    traced_loop(&file).run_until_complete(|| {
+        let listener = fiberloop::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = fiberloop::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0; 4];
+            stream.read_exact(&mut buf).unwrap();
+            buf
+        });
+        fiberloop::yield_now(); // the server parks in accept
+        let mut client = fiberloop::net::TcpStream::connect(addr).unwrap();
+        fiberloop::sleep(Duration::from_millis(5)); // and then in read
+        client.write_all(b"ping").unwrap();
+        assert_eq!(&server.join().unwrap(), b"ping");
+    });
+    let text = std::fs::read_to_string(&file).unwrap();
+    let parked_on_fd = text.lines().find_map(|l| {
+        let at = l.find("WouldBlock: wait for fd ")? + "WouldBlock: wait for fd ".len();
+        l[at..].split_whitespace().next().map(str::to_string)
+    });
+    let fd = parked_on_fd.unwrap_or_else(|| panic!("no socket wait in\n{text}"));
+    assert!(text.contains(&format!("fd {fd} readable")), "{text}");
+    assert!(text.contains("epoll_wait("), "{text}");
 }

@@ -344,20 +344,13 @@ impl Recorder {
         let started = match timeout {
             Some(Duration::ZERO) => "epoll_wait(0)".to_string(),
             Some(_) if self.text => "epoll_wait(timeout)".to_string(),
-            Some(t) => format!("epoll_wait({} ms)", t.as_secs_f64() * 1e3),
+            Some(t) => format!("epoll_wait({:.3} ms)", t.as_secs_f64() * 1e3),
             None => "epoll_wait(-1)".to_string(),
         };
         let plural = if events == 1 { "" } else { "s" };
         let stopped = format!("{events} event{plural}");
-        self.slice(
-            self.loop_tid(),
-            "loop",
-            start,
-            end,
-            &started,
-            &stopped,
-            &started,
-        );
+        let tid = self.loop_tid();
+        self.slice(tid, "loop", start, end, &started, &stopped, "epoll_wait");
         self.close_slice();
     }
 
@@ -513,8 +506,9 @@ fn started(id: u64, cause: Cause, wait: Option<WaitOn>) -> String {
 /// A wait, as a trace names why a run stopped.
 fn describe(on: WaitOn) -> String {
     match on {
-        WaitOn::Io { fd, write: false } => format!("read fd {fd}: WouldBlock"),
-        WaitOn::Io { fd, write: true } => format!("write fd {fd}: WouldBlock"),
+        // The direction, not the call: an `accept` waits for readable too.
+        WaitOn::Io { fd, write: false } => format!("WouldBlock: wait for fd {fd} readable"),
+        WaitOn::Io { fd, write: true } => format!("WouldBlock: wait for fd {fd} writable"),
         #[cfg(feature = "hook")]
         WaitOn::Poll { fds } => format!("poll {fds} fds"),
         WaitOn::Signal => "wait for a signal".to_string(),
