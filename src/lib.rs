@@ -109,6 +109,7 @@ mod rt;
 pub mod runtime;
 mod scope;
 pub mod signal;
+pub mod sim;
 pub mod stack;
 pub mod streams;
 pub mod sync;

@@ -31,7 +31,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::{Command, ExitStatus};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::rt::reactor::Source;
 use crate::sys::Interest;
@@ -139,10 +139,10 @@ impl Child {
 /// Sleeps between checks of the no-pidfd fallback. A cancellation or an
 /// expired timeout scope ends the wait with its error.
 fn pause_for(pause: Duration) -> io::Result<()> {
-    let until = Instant::now() + pause;
+    let until = crate::rt::sim::now() + pause;
     let on = crate::rt::wait::WaitOn::Child;
     match crate::rt::wait::block_on(Some(until), on, |_| Poll::<()>::Pending) {
-        Err(crate::WaitError::TimedOut) if Instant::now() >= until => Ok(()),
+        Err(crate::WaitError::TimedOut) if crate::rt::sim::now() >= until => Ok(()),
         Err(e) => Err(e.into()),
         Ok(()) => Ok(()),
     }

@@ -47,7 +47,7 @@ pub fn timeout<R>(duration: Duration, f: impl FnOnce() -> R) -> Result<R, Elapse
     let restore = Restore(previous);
     let value = f();
     drop(restore);
-    if Instant::now() >= deadline {
+    if crate::rt::sim::now() >= deadline {
         Err(Elapsed::new())
     } else {
         Ok(value)

@@ -63,7 +63,7 @@ impl Future for Sleep {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if Instant::now() >= self.deadline {
+        if crate::rt::sim::now() >= self.deadline {
             self.cancel_timer();
             return Poll::Ready(());
         }

@@ -13,10 +13,11 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// `Instant::now() + duration`, saturating about a century ahead (an
-/// "infinite" timeout still makes a valid deadline).
+/// The loop's clock (`rt::sim::now`: virtual in a simulation) plus
+/// `duration`, saturating about a century ahead (an "infinite" timeout still
+/// makes a valid deadline).
 pub(crate) fn deadline_after(duration: Duration) -> Instant {
-    let now = Instant::now();
+    let now = crate::rt::sim::now();
     now.checked_add(duration)
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }

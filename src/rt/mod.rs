@@ -12,6 +12,7 @@ pub(crate) mod loom;
 pub(crate) mod pool;
 pub(crate) mod reactor;
 pub(crate) mod scheduler;
+pub(crate) mod sim;
 pub(crate) mod stacks;
 pub(crate) mod task;
 pub(crate) mod timer;

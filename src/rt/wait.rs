@@ -281,7 +281,7 @@ fn block_on_fiber<T>(
             return Ok(value);
         }
         if let Some(deadline) = deadline {
-            if Instant::now() >= deadline {
+            if crate::rt::sim::now() >= deadline {
                 return Err(WaitError::TimedOut);
             }
             // Set the timer only once we know we must wait.

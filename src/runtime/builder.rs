@@ -29,6 +29,8 @@ use crate::rt::scheduler::{self, Core};
 pub struct LoopBuilder {
     pub(crate) config: Config,
     trace: Option<PathBuf>,
+    virtual_time: bool,
+    seed: Option<u64>,
 }
 
 impl Default for LoopBuilder {
@@ -45,6 +47,8 @@ impl LoopBuilder {
             trace: std::env::var_os("FIBERLOOP_TRACE")
                 .filter(|path| !path.is_empty())
                 .map(PathBuf::from),
+            virtual_time: false,
+            seed: None,
         }
     }
 
@@ -84,6 +88,24 @@ impl LoopBuilder {
         self
     }
 
+    /// Run the loop as a simulation ([`fiberloop::sim`](crate::sim)): its
+    /// clock is virtual, and jumps to the next timer as soon as every task
+    /// is blocked on timers or on the loop's own primitives. Off by default.
+    pub fn virtual_time(mut self, on: bool) -> LoopBuilder {
+        self.virtual_time = on;
+        self
+    }
+
+    /// With a seed, the loop is a simulation (as with
+    /// [`virtual_time`](Self::virtual_time)) whose ready tasks run in an
+    /// order drawn from `seed`, and whose notifications wake a waiter drawn
+    /// from it, instead of first come, first served. The same seed gives
+    /// the same order. `None` (the default): FIFO.
+    pub fn seed(mut self, seed: Option<u64>) -> LoopBuilder {
+        self.seed = seed;
+        self
+    }
+
     /// Creates this thread's loop.
     ///
     /// # Errors
@@ -102,6 +124,11 @@ impl LoopBuilder {
         let event_loop = EventLoop { core };
         if self.config.dump_on_sigquit {
             event_loop.dump_on_sigquit()?;
+        }
+        if self.virtual_time || self.seed.is_some() {
+            // Last: nothing after this can fail and leave the thread simulating.
+            crate::rt::sim::start(self.seed);
+            event_loop.core.diag.slow.set(true);
         }
         Ok(event_loop)
     }

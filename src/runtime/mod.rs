@@ -236,6 +236,9 @@ impl Drop for EventLoop {
         self.core.reactor.close();
         self.core.blocking.shutdown();
         scheduler::uninstall();
+        if crate::rt::sim::active() {
+            crate::rt::sim::stop(); // this thread's loop was the simulation
+        }
     }
 }
 
@@ -310,9 +313,11 @@ impl Handle {
         }
     }
 
-    /// The loop's clock (monotonic), the one `call_at` deadlines refer to.
+    /// The loop's clock (monotonic), the one `call_at` deadlines refer to:
+    /// `Instant::now()`, or in a simulation the virtual time
+    /// ([`sim::now`](crate::sim::now)).
     pub fn time(&self) -> Instant {
-        Instant::now()
+        crate::rt::sim::now()
     }
 
     /// Makes [`EventLoop::run_forever`] return once the callbacks and fibers

@@ -118,9 +118,14 @@ impl WaitQueue {
         }
     }
 
-    /// Takes the longest-waiting waiter (to wake it after unlocking).
+    /// Takes the longest-waiting waiter (to wake it after unlocking); in a
+    /// seeded simulation (`fiberloop::sim`), one drawn from the seed.
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<(u64, Waker)> {
+        if self.waiters.len() > 1 {
+            let at = crate::rt::sim::pick(self.waiters.len());
+            return self.waiters.remove(at);
+        }
         self.waiters.pop_front()
     }
 

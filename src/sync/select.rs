@@ -117,7 +117,7 @@ impl<'a, R> Select<'a, R> {
             self.poll_branches(cx, start)
         }) {
             Ok(result) => Ok(result),
-            Err(WaitError::TimedOut) if deadline.is_some_and(|at| Instant::now() >= at) => {
+            Err(WaitError::TimedOut) if deadline.is_some_and(|at| crate::rt::sim::now() >= at) => {
                 let (_, then) = self.timeout.take().expect("deadline came from it");
                 self.branches.clear(); // withdraw from every channel first
                 Ok(then())

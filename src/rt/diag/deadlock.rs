@@ -54,6 +54,13 @@ impl Checks {
         self.found.get()
     }
 
+    /// Records a deadlock found elsewhere (a simulation's): `run` ends with
+    /// `report`.
+    pub(crate) fn declare(&self, report: String) {
+        self.report.replace(Some(report));
+        self.found.set(true);
+    }
+
     /// The deadlock report, once (the loop may be run again afterwards).
     pub(crate) fn take_report(&self) -> Option<String> {
         self.found.set(false);

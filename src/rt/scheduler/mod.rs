@@ -50,6 +50,7 @@ mod inspect;
 mod metrics;
 mod queue;
 mod run_task;
+mod simulate;
 mod teardown;
 
 pub(crate) use context::{
@@ -344,12 +345,21 @@ impl Core {
     #[inline(never)]
     fn run_batch_slow(&self, done: &dyn Fn() -> bool) -> bool {
         let watched = self.diag.watched.get();
+        let (simulated, seeded) = (crate::rt::sim::active(), crate::rt::sim::seeded());
         for _ in 0..BUDGET {
-            let Some(next) = self.next_ready().or_else(|| self.adopt_newest()) else {
+            let next = if seeded {
+                self.next_ready_seeded()
+            } else {
+                self.next_ready()
+            };
+            let Some(next) = next.or_else(|| self.adopt_newest()) else {
                 return false;
             };
             if let Some(watched) = watched {
                 watched.progress();
+            }
+            if simulated {
+                self.sim_ran(&next);
             }
             let finished = match self.diag.recorder() {
                 None => self.run_item::<true>(next, done),
@@ -438,6 +448,16 @@ impl Core {
                 timeout = Some(Duration::ZERO);
             }
         }
+        // A simulation moves virtual time instead of sleeping, when it can.
+        if timeout != Some(Duration::ZERO) && crate::rt::sim::active() {
+            match self.sim_idle(timeout) {
+                Ok(t) => timeout = t,
+                Err(()) => {
+                    self.shared.sleeping.store(false, Ordering::Relaxed);
+                    return; // `run` ends at its next check, with the report
+                }
+            }
+        }
         // About to sleep: the deadlock and stall checks (`rt::diag`) may
         // end the run or shorten the sleep.
         let mut stall_watch = false;
@@ -473,7 +493,12 @@ impl Core {
         self.shared.sleeping.store(false, Ordering::Relaxed);
         if let Some(asleep) = asleep {
             let now = Instant::now();
-            self.diag.clock.set(now);
+            let simulated = crate::rt::sim::active();
+            self.diag.clock.set(if simulated {
+                crate::rt::sim::now()
+            } else {
+                now
+            });
             let idle = &self.metrics.idle;
             idle.set(idle.get() + now.saturating_duration_since(asleep));
         }
@@ -500,7 +525,7 @@ impl Core {
     fn tick_clock(&self, has_timers: bool) {
         let turns = self.diag.turns.get() + 1;
         if has_timers || turns >= crate::rt::diag::CLOCK_TURNS {
-            self.diag.clock.set(Instant::now());
+            self.diag.clock.set(crate::rt::sim::now());
             self.diag.turns.set(0);
         } else {
             self.diag.turns.set(turns);
