@@ -7,6 +7,7 @@
 //! thread-local, and [`pick`] returns 0 (the front: FIFO) after one.
 
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 thread_local! {
@@ -52,6 +53,9 @@ pub(crate) fn active() -> bool {
 /// Starts a simulation on this thread: the clock stops at the real time
 /// now and moves only when [`advance_to`] says; `seed` draws the orders.
 pub(crate) fn start(seed: Option<u64>) {
+    if seed.is_some() {
+        SEEDED.fetch_add(1, Ordering::Relaxed);
+    }
     NOW.with(|now| now.set(Some(Instant::now())));
     RNG.with(|rng| rng.set(seed));
     RUNS.with(|runs| runs.borrow_mut().clear());
@@ -60,6 +64,9 @@ pub(crate) fn start(seed: Option<u64>) {
 
 /// Ends this thread's simulation.
 pub(crate) fn stop() {
+    if seeded() {
+        SEEDED.fetch_sub(1, Ordering::Relaxed);
+    }
     NOW.with(|now| now.set(None));
     RNG.with(|rng| rng.set(None));
     RUNS.with(|runs| runs.borrow_mut().clear());
@@ -77,6 +84,16 @@ pub(crate) fn advance_to(when: Instant) {
             now.set(Some(at.max(when)));
         }
     });
+}
+
+/// Seeded simulations alive in the process: the one word the hot paths
+/// read (a relaxed load) before looking at their thread's state.
+static SEEDED: AtomicUsize = AtomicUsize::new(0);
+
+/// True if any thread of the process runs a seeded simulation.
+#[inline(always)]
+pub(crate) fn any_seeded() -> bool {
+    SEEDED.load(Ordering::Relaxed) != 0
 }
 
 /// True if the simulation draws its orders from a seed.

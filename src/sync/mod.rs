@@ -86,7 +86,15 @@ impl WaitQueue {
             return;
         }
         self.next_id += 1;
-        self.waiters.push_back((self.next_id, waker.clone()));
+        if crate::rt::sim::any_seeded() {
+            // In a seeded simulation the queue's order is drawn: a new
+            // waiter goes anywhere in it (the front unless this thread's
+            // loop is the seeded one).
+            let at = self.waiters.len() - crate::rt::sim::pick(self.waiters.len() + 1);
+            self.waiters.insert(at, (self.next_id, waker.clone()));
+        } else {
+            self.waiters.push_back((self.next_id, waker.clone()));
+        }
         *id = Some(self.next_id);
     }
 
@@ -122,10 +130,6 @@ impl WaitQueue {
     /// seeded simulation (`fiberloop::sim`), one drawn from the seed.
     #[inline]
     pub(crate) fn pop(&mut self) -> Option<(u64, Waker)> {
-        if self.waiters.len() > 1 {
-            let at = crate::rt::sim::pick(self.waiters.len());
-            return self.waiters.remove(at);
-        }
         self.waiters.pop_front()
     }
 
