@@ -54,6 +54,7 @@
 //! | [`generator`] | stackful generators with two-way `send`, `throw`, `close`, `yield_from` (PEP 255/342/380) |
 //! | [`stack`] | fiber stack sizes and the idle-stack budget |
 //! | diagnostics | [`Handle::dump`] (every task, what it waits on, each fiber's backtrace), the deadlock report that ends `run`, the blocking detector (`FIBERLOOP_BLOCKING_MS`), [`LoopBuilder`](runtime::LoopBuilder) (`docs/diagnostics.md`) |
+//! | [`sim`] | deterministic tests: virtual time that jumps when every task is blocked, a seeded schedule a seed replays, [`sim::check`] over many seeds, in-memory connections (`docs/testing.md`) |
 //! | scheduler trace | `FIBERLOOP_TRACE=path.json` (or [`LoopBuilder::trace`](runtime::LoopBuilder::trace)): every run of every task, why it started and stopped, wake flows, the loop's polls and timers, for Perfetto; `.txt` for a text form; [`Handle::metrics`] for counters (`docs/tracing.md`) |
 //! | `tracing` (Cargo feature `tracing`) | `tracing` spans per fiber: a task runs in its spawn span, a fiber's entered spans stay with it across parks; spawn/park/wake/finish as TRACE events (`docs/tracing.md`) |
 //! | `hook` (Cargo feature `hook`) | unmodified blocking code in fibers: libc's blocking socket, pipe and sleep calls park only the calling fiber (`docs/hook.md`) |
