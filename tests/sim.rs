@@ -233,6 +233,17 @@ fn a_real_socket_works_in_a_simulation_and_holds_virtual_time() {
     );
 }
 
+#[test]
+fn a_runtime_refuses_to_simulate() {
+    let err = fiberloop::Runtime::builder()
+        .loops(2)
+        .diagnostics(fiberloop::EventLoop::builder().seed(Some(1)))
+        .build()
+        .expect_err("one loop, one clock");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("fiberloop::sim"), "{err}");
+}
+
 /// Another thread's send is waited for a little before a deadlock is
 /// declared: it arrives, and the run goes on.
 #[test]

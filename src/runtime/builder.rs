@@ -106,6 +106,11 @@ impl LoopBuilder {
         self
     }
 
+    /// True if the loop would be a simulation.
+    pub(crate) fn simulates(&self) -> bool {
+        self.virtual_time || self.seed.is_some()
+    }
+
     /// Creates this thread's loop.
     ///
     /// # Errors
@@ -125,7 +130,7 @@ impl LoopBuilder {
         if self.config.dump_on_sigquit {
             event_loop.dump_on_sigquit()?;
         }
-        if self.virtual_time || self.seed.is_some() {
+        if self.simulates() {
             // Last: nothing after this can fail and leave the thread simulating.
             crate::rt::sim::start(self.seed);
             event_loop.core.diag.slow.set(true);

@@ -115,10 +115,18 @@ impl Builder {
     /// Starts the loops and waits until every one is ready.
     ///
     /// # Errors
-    /// `InvalidInput` for zero loops; otherwise what starting a thread,
+    /// `InvalidInput` for zero loops, or for diagnostics that ask for a
+    /// simulation (it runs one loop: use `fiberloop::sim`); otherwise what
+    /// starting a thread,
     /// pinning it or creating its poller returned (the loops already started
     /// are stopped again).
     pub fn build(self) -> io::Result<Runtime> {
+        if self.diag.simulates() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a simulation runs on one loop, with one clock: use fiberloop::sim, not a runtime",
+            ));
+        }
         let count = match self.loops {
             Some(0) => {
                 return Err(io::Error::new(
