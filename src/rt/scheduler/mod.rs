@@ -35,11 +35,14 @@
 //! in; `queue` the ready-queue policy; `run_task` resuming one task; `idle`
 //! the idle coroutines and stack reservations; `teardown` closing the loop;
 //! `inspect` what the diagnostics (`rt::diag`) may see and the wait records
-//! a parking task writes. The loop calls into `rt::diag` at three points:
-//! with the blocking detector on, each item and each turn bump the
-//! watchdog's progress counter (items in `run_batch_watched`, a copy of the
-//! batch loop that unwatched loops never run), and before and after a sleep
-//! the deadlock and stall checks run.
+//! a parking task writes; `simulate` a simulation's idle turn and seeded
+//! order (`rt::sim`). The loop calls into `rt::diag` at these points: with
+//! the blocking detector on, each item and each turn bump the watchdog's
+//! progress counter; with the scheduler trace on, each run, poll and timer
+//! round is recorded, and each wake notes who queued the task (items in
+//! `run_batch_slow`, a copy of the batch loop that a loop with neither, and
+//! no simulation, never runs); before and after a sleep the deadlock and
+//! stall checks run.
 
 mod context;
 mod gate;
@@ -386,7 +389,6 @@ impl Core {
         next: Runnable,
         done: &dyn Fn() -> bool,
     ) -> bool {
-        use crate::rt::diag::Phase;
         let task = match &next {
             Runnable::Task(key) => self.tasks.borrow().get(*key).cloned(),
             Runnable::Call(_) => {
