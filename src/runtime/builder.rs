@@ -107,8 +107,20 @@ impl LoopBuilder {
     }
 
     /// True if the loop would be a simulation.
-    pub(crate) fn simulates(&self) -> bool {
+    fn simulates(&self) -> bool {
         self.virtual_time || self.seed.is_some()
+    }
+
+    /// `InvalidInput` if these settings ask for a simulation: a runtime's
+    /// loops cannot be one (a simulation is one loop, with one clock).
+    pub(crate) fn refuse_simulation(&self) -> io::Result<()> {
+        if self.simulates() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a simulation runs on one loop, with one clock: use fiberloop::sim, not a runtime",
+            ));
+        }
+        Ok(())
     }
 
     /// Creates this thread's loop.

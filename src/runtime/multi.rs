@@ -121,12 +121,7 @@ impl Builder {
     /// pinning it or creating its poller returned (the loops already started
     /// are stopped again).
     pub fn build(self) -> io::Result<Runtime> {
-        if self.diag.simulates() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a simulation runs on one loop, with one clock: use fiberloop::sim, not a runtime",
-            ));
-        }
+        self.diag.refuse_simulation()?;
         let count = match self.loops {
             Some(0) => {
                 return Err(io::Error::new(
