@@ -52,10 +52,16 @@ fn main() {
         failures
     });
     let elapsed = start.elapsed();
-    let trips = connections * rounds;
+    let plural = if connections == 1 { "" } else { "s" };
+    let finished = connections - failures;
+    if finished == 0 {
+        println!("{connections} connection{plural}: every one failed, no round trip completed");
+        std::process::exit(1);
+    }
+    // The rate counts the connections that finished all their rounds.
     println!(
-        "{connections} connections × {rounds} round trips of {size} B: {:.0} round trips/s, {failures} failed",
-        trips as f64 / elapsed.as_secs_f64()
+        "{connections} connection{plural} × {rounds} round trips of {size} B: {:.0} round trips/s, {failures} failed",
+        (finished * rounds) as f64 / elapsed.as_secs_f64()
     );
     if failures > 0 {
         std::process::exit(1);

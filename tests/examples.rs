@@ -821,3 +821,42 @@ fn deadlock_reports_the_cycle_and_ends() {
     // The cycle (a title and two edges) and a dump of three fibers.
     assert!(lines >= 9, "{out}");
 }
+
+#[test]
+fn compare_help_prints_the_options_and_succeeds() {
+    let mut cmd = example("compare");
+    cmd.arg("--help");
+    let out = run_bounded(cmd);
+    assert!(out.starts_with("compare: "), "{out}");
+    assert!(!out.contains("compare: compare:"), "{out}");
+    assert!(out.contains("usage: compare [--full | --smoke]"), "{out}");
+    assert!(
+        out.contains("-- --help"),
+        "how to pass flags through cargo: {out}"
+    );
+    let bad = example("compare").arg("--bogus").output().unwrap();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("unknown argument '--bogus'"), "{err}");
+}
+
+#[test]
+fn echo_client_against_a_dead_port_says_nothing_succeeded() {
+    // A port that was just free: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = example("echo_client")
+        .args([format!("127.0.0.1:{port}"), "2".into(), "3".into()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("2 connections: every one failed, no round trip completed"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("round trips/s"), "{stdout}");
+}

@@ -109,18 +109,40 @@ struct Options {
     out: PathBuf,
 }
 
-fn usage(problem: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!(
-            "{problem}\nusage: compare [--full | --smoke] [--only {}] [--models {}] [--out DIR]",
-            WORKLOADS.join(","),
-            Model::ALL.map(Model::name).join(",")
-        ),
+/// The one-line synopsis.
+fn synopsis() -> String {
+    format!(
+        "usage: compare [--full | --smoke] [--only {}] [--models {}] [--out DIR]",
+        WORKLOADS.join(","),
+        Model::ALL.map(Model::name).join(",")
     )
 }
 
-fn options(args: &[String]) -> io::Result<Options> {
+/// A bad command line: what is wrong, then the synopsis.
+fn usage(problem: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{problem}\n{}", synopsis()),
+    )
+}
+
+/// What `--help` prints.
+fn help() -> String {
+    format!(
+        "compare: fibers, async/await, tokio, threads and may side by side\n\
+         {}\n\
+         \n  --full    7 repetitions of each figure, measured 5 times longer (default: 3)\
+         \n  --smoke   1 repetition at tiny sizes: checks that everything runs, not for figures\
+         \n  --only    the workloads to run, comma-separated (default: all)\
+         \n  --models  the models to run, comma-separated (default: all)\
+         \n  --out     where report.md and the charts go (default: target/fiberloop-compare)\
+         \n\nThrough cargo, flags go after `--`: cargo run --release --example compare -- --help",
+        synopsis()
+    )
+}
+
+/// The options, or `None` when `--help` asked for the help.
+fn options(args: &[String]) -> io::Result<Option<Options>> {
     let mut opts = Options {
         plan: Plan::quick(),
         only: WORKLOADS.iter().map(|w| w.to_string()).collect(),
@@ -149,13 +171,11 @@ fn options(args: &[String]) -> io::Result<Options> {
                     .map(|m| Model::parse(m).ok_or_else(|| usage(&format!("unknown model '{m}'"))))
                     .collect::<io::Result<_>>()?;
             }
-            "-h" | "--help" => {
-                return Err(usage("compare: fibers vs async vs tokio vs threads vs may"))
-            }
+            "-h" | "--help" => return Ok(None),
             other => return Err(usage(&format!("unknown argument '{other}'"))),
         }
     }
-    Ok(opts)
+    Ok(Some(opts))
 }
 
 fn main() {
@@ -163,7 +183,13 @@ fn main() {
     let result = if args.first().map(String::as_str) == Some("--child") {
         child::main(&args[1..])
     } else {
-        options(&args).and_then(|opts| compare(&opts))
+        options(&args).and_then(|opts| match opts {
+            Some(opts) => compare(&opts),
+            None => {
+                println!("{}", help());
+                Ok(())
+            }
+        })
     };
     if let Err(e) = result {
         eprintln!("compare: {e}");
