@@ -60,7 +60,10 @@ fn main() -> io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:7000".into());
     fiberloop::run(move || {
         let listener = TcpListener::bind(addr.as_str())?;
-        println!("echo server listening on {}", listener.local_addr()?);
+        println!(
+            "echo server (protocol callbacks) listening on {}",
+            listener.local_addr()?
+        );
         let _server = transport::serve(listener, || Echo { transport: None })?;
         // The main fiber has nothing left to do; the loop serves until killed.
         loop {

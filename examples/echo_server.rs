@@ -72,7 +72,10 @@ fn main() -> std::io::Result<()> {
     if loops == 1 {
         return fiberloop::run(move || {
             let listener = TcpListener::bind(addr.as_str())?;
-            println!("echo server listening on {}", listener.local_addr()?);
+            println!(
+                "echo server (a fiber per connection) listening on {}",
+                listener.local_addr()?
+            );
             serve(listener);
             Ok(())
         });
@@ -83,7 +86,7 @@ fn main() -> std::io::Result<()> {
     })?;
     let rt = fiberloop::Runtime::builder().loops(loops).build()?;
     let (bound, servers) = rt.handle().listen_each_loop(addr, serve)?;
-    println!("echo server ({loops} loops) listening on {bound}");
+    println!("echo server (a fiber per connection, {loops} loops) listening on {bound}");
     for server in servers {
         let _ = server.join();
     }

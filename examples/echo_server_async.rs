@@ -27,7 +27,10 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:7000".into());
     fiberloop::block_on(async move {
         let listener = TcpListener::bind(addr.as_str()).await?;
-        println!("echo server listening on {}", listener.local_addr()?);
+        println!(
+            "echo server (an async task per connection) listening on {}",
+            listener.local_addr()?
+        );
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
