@@ -182,12 +182,12 @@ fn the_generator_chapter_examples_print_what_they_promise() {
         ["#1", "spawned", "→", "syscall", "GetTid"],
         "{out}"
     );
+    // main returns last; whether its join of the reader parked depends on
+    // which of the child's last timer and the reader's wake came first.
     let last = runs.last().unwrap();
-    assert_eq!(
-        last[1..],
-        ["#1", "woken", "by", "#3", "→", "return"],
-        "{out}"
-    );
+    assert_eq!((last[1], last[last.len() - 1]), ("#1", "return"), "{out}");
+    let main_woken = runs.iter().any(|r| r[1..4] == ["#1", "woken", "by"]);
+    assert!(main_woken, "a join woke main: {out}");
     let reader_woken = runs
         .iter()
         .any(|r| r[1] == "#3" && r.get(4) == Some(&"readable") && r.last() == Some(&"return"));

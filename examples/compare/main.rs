@@ -463,8 +463,9 @@ fn echo_tables(opts: &Options) -> Vec<Table> {
                 |model| server_run(model, Proto::Echo, &load),
                 show_run,
             );
+            let plural = if conns == 1 { "" } else { "s" };
             let title = format!(
-                "TCP echo, {conns} connections × {} messages, one outstanding each",
+                "TCP echo, {conns} connection{plural} × {} messages, one outstanding each",
                 report::bytes(size)
             );
             tables.push(server_table(

@@ -11,7 +11,7 @@ use plotters::prelude::*;
 use crate::model::Model;
 
 /// How a column's values are shown.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Unit {
     Ns,
     Us,
@@ -65,9 +65,12 @@ impl Column {
         }
     }
 
-    fn format(&self, v: f64) -> String {
+    /// `v` in this column's unit; `in_us`: a nanosecond column whose
+    /// figures reach 1 µs is shown in µs throughout (one unit per column).
+    fn format(&self, v: f64, in_us: bool) -> String {
         match self.unit {
-            Unit::Ns if v >= 10_000.0 => format!("{:.1} µs", v / 1000.0),
+            Unit::Ns if in_us && v < 10_000.0 => format!("{:.2} µs", v / 1000.0),
+            Unit::Ns if in_us => format!("{:.1} µs", v / 1000.0),
             Unit::Ns => format!("{v:.1} ns"),
             Unit::Us => format!("{v:.0} µs"),
             Unit::Ms => format!("{v:.0} ms"),
@@ -149,6 +152,17 @@ impl Table {
             .filter(|v| v.is_finite())
     }
 
+    /// True if column `c` is in ns and some figure in it reaches 1 µs: the
+    /// whole column is then shown in µs.
+    fn in_us(&self, c: usize) -> bool {
+        self.columns[c].unit == Unit::Ns
+            && self.rows.iter().any(|row| {
+                row.values
+                    .as_ref()
+                    .is_ok_and(|values| values.get(c).is_some_and(|&v| v >= 1_000.0))
+            })
+    }
+
     /// The column whose figure the chart shows and the ratio compares: CPU per
     /// trip for servers, else the first.
     fn headline(&self) -> usize {
@@ -172,9 +186,10 @@ impl Table {
                 let mut cells = vec![row.model.name().to_owned()];
                 match &row.values {
                     Ok(values) => {
-                        cells.extend(values.iter().zip(&self.columns).map(|(&v, c)| c.format(v)));
+                        let shown = values.iter().zip(&self.columns).enumerate();
+                        cells.extend(shown.map(|(i, (&v, c))| c.format(v, self.in_us(i))));
                         cells.push(match base {
-                            Some(b) if b > 0.0 => format!("{:.2}×", values[h] / b),
+                            Some(b) if b > 0.0 => ratio(values[h] / b),
                             _ => "–".to_owned(),
                         });
                     }
@@ -261,7 +276,8 @@ impl Table {
                 format!("{stem}_{col}.svg")
             };
             let caption = format!("{}: {}", self.key, self.columns[col].name);
-            bar_chart(&dir.join(&file), &caption, &self.columns[col], &bars)
+            let in_us = self.in_us(col);
+            bar_chart(&dir.join(&file), &caption, &self.columns[col], in_us, &bars)
                 .map_err(|e| io::Error::other(format!("chart {file}: {e}")))?;
             files.push(file);
         }
@@ -273,6 +289,7 @@ fn bar_chart(
     path: &Path,
     caption: &str,
     column: &Column,
+    in_us: bool,
     bars: &[(String, f64)],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let height = 90 + 34 * bars.len() as u32;
@@ -321,7 +338,7 @@ fn bar_chart(
     }))?;
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
         Text::new(
-            format!(" {}", column.format(*v)),
+            format!(" {}", column.format(*v, in_us)),
             (*v, SegmentValue::CenterOf(slot(i))),
             ("sans-serif", 13),
         )
@@ -451,4 +468,15 @@ pub fn write(dir: &Path, mode: &str, tables: &[Table], took: Duration) -> io::Re
     let path = dir.join("report.md");
     std::fs::write(&path, md)?;
     Ok(path)
+}
+
+/// A ratio with two significant figures when it is small (`0.0042×`, not
+/// `0.00×`), two decimals otherwise.
+fn ratio(r: f64) -> String {
+    if r > 0.0 && r < 0.1 {
+        let decimals = (-r.log10()).ceil() as usize + 1;
+        format!("{r:.decimals$}×")
+    } else {
+        format!("{r:.2}×")
+    }
 }

@@ -24,10 +24,10 @@ thread_local! {
 /// How many idle looks in a row, each after a short real wait
 /// ([`STUCK_WAIT`]), find every task blocked with no timer before the
 /// simulation calls it a deadlock: a plain thread's send gets that long.
-pub(crate) const STUCK_LOOKS: u32 = 3;
+pub(crate) const STUCK_LOOKS: u32 = 5;
 
 /// The real wait between two such looks.
-pub(crate) const STUCK_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+pub(crate) const STUCK_WAIT: std::time::Duration = std::time::Duration::from_millis(25);
 
 /// One more look found every task blocked and no timer; true once that
 /// has happened [`STUCK_LOOKS`] times in a row.
