@@ -1,7 +1,7 @@
 //! A line-based chat server: connect with `nc 127.0.0.1 7100` (or telnet),
 //! pick a name, and every line you type goes to everyone else.
 //!
-//! Run: `cargo run --release --example chat [ADDR]` (default `127.0.0.1:7100`).
+//! Run: `cargo run --release --example chat -- [ADDR]` (default `127.0.0.1:7100`).
 //! Commands: `/who` lists who is here, `/quit` leaves.
 //!
 //! Each client has two fibers: one reads its lines (plain `read_line`) and

@@ -1,6 +1,6 @@
 //! N concurrent echo clients, each verifying every byte it gets back.
 //!
-//! Run: `cargo run --release --example echo_client [ADDR] [CONNECTIONS] [ROUNDS] [SIZE]`
+//! Run: `cargo run --release --example echo_client -- [ADDR] [CONNECTIONS] [ROUNDS] [SIZE]`
 //! (defaults `127.0.0.1:7000 100 1000 64`) against `echo_server`, or any echo
 //! service. Prints round trips per second and exits non-zero if any byte came
 //! back wrong or a connection failed.

@@ -2,7 +2,7 @@
 //! no code here waits. The loop calls the protocol's methods as things happen,
 //! and `write` buffers what the socket cannot take at once.
 //!
-//! Run: `cargo run --release --example echo_protocol [ADDR]` (default
+//! Run: `cargo run --release --example echo_protocol -- [ADDR]` (default
 //! `127.0.0.1:7000`), then `echo_client` or `nc 127.0.0.1 7000`.
 //!
 //! Read it next to `echo_server.rs` (fibers) and `echo_server_async.rs`: the

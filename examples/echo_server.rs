@@ -1,6 +1,6 @@
 //! An echo server in blocking style: one fiber per connection.
 //!
-//! Run: `cargo run --release --example echo_server [--loops N] [ADDR]`
+//! Run: `cargo run --release --example echo_server -- [--loops N] [ADDR]`
 //! (default `127.0.0.1:7000`, one loop), then talk to it with `echo_client`
 //! or `nc 127.0.0.1 7000`.
 //!

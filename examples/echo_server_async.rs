@@ -3,7 +3,7 @@
 //! the handler gains `async`/`.await`, the sockets come from `async_net`, and
 //! `spawn` takes a future instead of a closure. Nothing else changes.
 //!
-//! Run: `cargo run --release --example echo_server_async [ADDR]` (default
+//! Run: `cargo run --release --example echo_server_async -- [ADDR]` (default
 //! `127.0.0.1:7000`), then `echo_client` or `nc 127.0.0.1 7000`.
 
 use fiberloop::async_net::{TcpListener, TcpStream};

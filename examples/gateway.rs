@@ -4,7 +4,7 @@
 //! deadline scope, so a slow backend costs one fiber a bounded wait and the
 //! client gets `504`, and a backend that is down gets `502` at once.
 //!
-//! Run: `cargo run --release --example gateway [ADDR] [--timeout-ms N]`
+//! Run: `cargo run --release --example gateway -- [ADDR] [--timeout-ms N]`
 //! (default `127.0.0.1:8000`, 500 ms). The example starts its own backends,
 //! each on its own thread and event loop:
 //!

@@ -3,7 +3,7 @@
 //! current request within a grace period, cancels whatever is left at the
 //! deadline, and exits.
 //!
-//! Run: `cargo run --release --example graceful_shutdown [ADDR] [--grace-ms N]`
+//! Run: `cargo run --release --example graceful_shutdown -- [ADDR] [--grace-ms N]`
 //! (default `127.0.0.1:7200`, 5000 ms), then with `nc 127.0.0.1 7200` send
 //! `work 3000` (3 s of "work") and press Ctrl-C in the server's terminal.
 //!

@@ -3,7 +3,7 @@
 //! below is `http::serve` (in `support/http.rs`, shared with `gateway`) with
 //! `.await` added: the same steps in the same order.
 //!
-//! Run: `cargo run --release --example http_hello [--async] [--idle-ms N]
+//! Run: `cargo run --release --example http_hello -- [--async] [--idle-ms N]
 //! [--loops N] [ADDR]` (default `127.0.0.1:8080`, 10 s idle, one loop), then
 //! `curl -v http://127.0.0.1:8080/` or `wrk -c 100 -d 10s http://127.0.0.1:8080/`.
 //! With `--loops N`, N loops each accept on the same port (`SO_REUSEPORT`)
