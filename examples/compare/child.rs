@@ -91,6 +91,11 @@ impl Child {
                 };
                 std::thread::sleep(Duration::from_millis(50)); // let stderr drain
                 let said = self.errors.lock().unwrap().join(" / ");
+                let said = if said.is_empty() {
+                    "it wrote nothing to stderr".to_owned()
+                } else {
+                    said
+                };
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!("the child {how} before '{tag}': {said}"),

@@ -240,37 +240,72 @@ fn compare(opts: &Options) -> io::Result<()> {
     Ok(())
 }
 
+/// Each model's samples (or why it has none), and notes on failed repetitions.
+type Measured<T> = (Vec<(Model, Result<Vec<T>, String>)>, Vec<String>);
+
 /// Runs `measure(model)` for every model, `reps` times, interleaved, and
-/// collects each model's samples (or the reason it has none).
+/// collects each model's samples, or the reason it has none. A repetition
+/// that fails does not cost a model its other samples: the figure is the
+/// median of those that worked, and a note (returned second) says how many
+/// failed and why.
 fn interleaved<T>(
     opts: &Options,
     label: &str,
     mut measure: impl FnMut(Model) -> Result<T, String>,
     show: impl Fn(&T) -> String,
-) -> Vec<(Model, Result<Vec<T>, String>)> {
-    let mut results: Vec<(Model, Result<Vec<T>, String>)> =
-        opts.models.iter().map(|&m| (m, Ok(Vec::new()))).collect();
-    for rep in 0..opts.plan.reps {
-        for (model, samples) in results.iter_mut() {
-            let Ok(list) = samples else { continue };
-            let outcome = measure(*model);
-            match &outcome {
-                Ok(sample) => eprintln!(
-                    "  {label} {:<8} rep {}/{}: {}",
-                    model.name(),
-                    rep + 1,
-                    opts.plan.reps,
-                    show(sample)
-                ),
-                Err(why) => eprintln!("  {label} {:<8} skipped: {why}", model.name()),
-            }
-            match outcome {
-                Ok(sample) => list.push(sample),
-                Err(why) => *samples = Err(why),
+) -> Measured<T> {
+    let reps = opts.plan.reps;
+    let mut runs: Vec<(Model, Vec<T>, Vec<String>)> = opts
+        .models
+        .iter()
+        .map(|&m| (m, Vec::new(), Vec::new()))
+        .collect();
+    for rep in 0..reps {
+        for (model, samples, failures) in runs.iter_mut() {
+            match measure(*model) {
+                Ok(sample) => {
+                    let name = model.name();
+                    eprintln!(
+                        "  {label} {name:<8} rep {}/{reps}: {}",
+                        rep + 1,
+                        show(&sample)
+                    );
+                    samples.push(sample);
+                }
+                Err(why) => {
+                    // Once per reason: a model that cannot run this fails alike each time.
+                    if !failures.contains(&why) {
+                        let name = model.name();
+                        eprintln!("  {label} {name:<8} rep {}/{reps}: {why}", rep + 1);
+                    }
+                    failures.push(why);
+                }
             }
         }
     }
-    results
+    let mut notes = Vec::new();
+    let results = runs
+        .into_iter()
+        .map(|(model, samples, failures)| {
+            let Some(first) = failures.first() else {
+                return (model, Ok(samples));
+            };
+            let failed = failures.len();
+            if samples.is_empty() {
+                // Every repetition failed (or the model cannot run this at all).
+                return (model, Err(first.clone()));
+            }
+            let note = format!(
+                "{}: {failed} of {reps} repetitions failed ({first}); the figure is the median of the other {}",
+                model.name(),
+                samples.len()
+            );
+            eprintln!("  {label} {note}");
+            notes.push(note);
+            (model, Ok(samples))
+        })
+        .collect();
+    (results, notes)
 }
 
 /// The median of the `f`-projection of samples.
@@ -291,7 +326,7 @@ fn micro_table(work: Micro, opts: &Options) -> Table {
         Micro::PingPong => "channel ping-pong between two tasks, per round trip",
     };
     let mut table = Table::new(work.name(), what, vec![Column::ns("median")]);
-    let results = interleaved(
+    let (results, notes) = interleaved(
         opts,
         work.name(),
         |model| {
@@ -314,6 +349,7 @@ fn micro_table(work: Micro, opts: &Options) -> Table {
             Err(why) => table.skip(model, why),
         }
     }
+    table.add_notes(notes);
     table
 }
 
@@ -329,7 +365,7 @@ fn skynet_table(opts: &Options) -> Table {
         vec![Column::ms("wall"), Column::mib("peak RSS")],
     )
     .chart_columns(vec![0, 1]);
-    let results = interleaved(
+    let (results, notes) = interleaved(
         opts,
         "skynet",
         |model| {
@@ -359,6 +395,7 @@ fn skynet_table(opts: &Options) -> Table {
             Err(why) => table.skip(model, why),
         }
     }
+    table.add_notes(notes);
     table
 }
 
@@ -419,7 +456,7 @@ fn server_columns() -> Vec<Column> {
     ]
 }
 
-fn server_table(mut table: Table, results: Vec<(Model, Result<Vec<ServerRun>, String>)>) -> Table {
+fn server_table(mut table: Table, (results, notes): Measured<ServerRun>) -> Table {
     for (model, samples) in results {
         match samples {
             Ok(s) => table.row(
@@ -434,6 +471,7 @@ fn server_table(mut table: Table, results: Vec<(Model, Result<Vec<ServerRun>, St
             Err(why) => table.skip(model, why),
         }
     }
+    table.add_notes(notes);
     table
 }
 
@@ -457,7 +495,7 @@ fn echo_tables(opts: &Options) -> Vec<Table> {
                 measure: plan.echo_measure,
             };
             let name = format!("echo {conns}×{}", report::bytes(size));
-            let results = interleaved(
+            let (results, notes) = interleaved(
                 opts,
                 &name,
                 |model| server_run(model, Proto::Echo, &load),
@@ -470,7 +508,7 @@ fn echo_tables(opts: &Options) -> Vec<Table> {
             );
             tables.push(server_table(
                 Table::new(&name, &title, server_columns()),
-                results,
+                (results, notes),
             ));
             if let Some(table) = tables.last() {
                 println!("{}", table.to_text());
@@ -499,13 +537,16 @@ fn deep_table(opts: &Options) -> Table {
         "deep blocking: {} connections, requests parsed by a recursive parser that waits for the socket {depth} calls deep",
         plan.deep_conns
     );
-    let results = interleaved(
+    let (results, notes) = interleaved(
         opts,
         "deep",
         |model| server_run(model, Proto::Deep, &load),
         show_run,
     );
-    server_table(Table::new("deep", &title, server_columns()), results)
+    server_table(
+        Table::new("deep", &title, server_columns()),
+        (results, notes),
+    )
 }
 
 fn idle_table(opts: &Options) -> Table {
@@ -515,7 +556,7 @@ fn idle_table(opts: &Options) -> Table {
         &format!("{n} idle connections, each handler parked in a blocking read (4 KiB buffer): server RSS growth per connection"),
         vec![Column::kib("RSS/conn")],
     );
-    let results = interleaved(
+    let (results, notes) = interleaved(
         opts,
         "idle",
         |model| idle_run(model, n).map_err(|e| e.to_string()),
@@ -527,6 +568,7 @@ fn idle_table(opts: &Options) -> Table {
             Err(why) => table.skip(model, why),
         }
     }
+    table.add_notes(notes);
     table
 }
 

@@ -108,6 +108,8 @@ pub struct Table {
     rows: Vec<Row>,
     /// Columns drawn as charts (default: the headline).
     charted: Option<Vec<usize>>,
+    /// Said under the table: repetitions that failed, for one.
+    notes: Vec<String>,
 }
 
 impl Table {
@@ -118,7 +120,13 @@ impl Table {
             columns,
             rows: Vec::new(),
             charted: None,
+            notes: Vec::new(),
         }
+    }
+
+    /// Adds notes to print under the table.
+    pub fn add_notes(&mut self, notes: Vec<String>) {
+        self.notes.extend(notes);
     }
 
     /// Draws a chart for each of `columns` instead of the headline only.
@@ -234,6 +242,9 @@ impl Table {
         for row in &rows {
             out += &line(row);
         }
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
+        }
         out
     }
 
@@ -249,6 +260,9 @@ impl Table {
         for row in rows {
             let row: Vec<String> = row.into_iter().take_while(|c| !c.is_empty()).collect();
             let _ = writeln!(out, "| {} |", row.join(" | "));
+        }
+        for note in &self.notes {
+            let _ = write!(out, "\nNote: {note}.\n");
         }
         out
     }
