@@ -231,6 +231,34 @@ fn compare_runs_every_workload_in_every_model_and_writes_a_report() {
         report.contains("## Targets") && report.contains("![skynet](skynet.svg)"),
         "{report}"
     );
+    // The verdicts in the terminal too, with where they come from and the
+    // range over the repetitions.
+    let targets = out
+        .split("== Targets")
+        .nth(1)
+        .expect("targets in the terminal");
+    assert!(
+        targets.contains("medians of this run's tables"),
+        "{targets}"
+    );
+    let verdict = targets
+        .lines()
+        .find(|l| l.starts_with("- spawn + join, fibers / tokio-ct: "))
+        .expect("the spawn + join verdict");
+    assert!(
+        verdict.contains("repetitions ") && verdict.contains("target ≤"),
+        "{verdict}"
+    );
+    // One unit per column: the spawn_join column is all ns or all µs.
+    let spawn = out.split("== spawn_join").nth(1).unwrap();
+    let rows: Vec<&str> = spawn
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .filter(|l| !l.contains("n/a"))
+        .collect();
+    let in_us = rows.iter().filter(|r| r.contains(" µs")).count();
+    assert!(in_us == 0 || in_us == rows.len(), "{spawn}");
     assert!(std::fs::read_to_string(out_dir.join("idle.svg"))
         .unwrap()
         .starts_with("<svg"));

@@ -231,6 +231,10 @@ fn compare(opts: &Options) -> io::Result<()> {
             }
         }
     }
+    println!("== Targets\n{}", report::TARGETS_SOURCE);
+    for line in report::targets(&tables) {
+        println!("{}", line.replace("**", ""));
+    }
     let path = report::write(&opts.out, plan.name, &tables, started.elapsed())?;
     eprintln!(
         "\n[{:>5.1}s] report: {}",
@@ -308,14 +312,15 @@ fn interleaved<T>(
     (results, notes)
 }
 
-/// The median of the `f`-projection of samples.
-fn median<T>(samples: &[T], f: impl Fn(&T) -> f64) -> f64 {
+/// The median of the `f`-projection of samples, and its range.
+fn figure<T>(samples: &[T], f: impl Fn(&T) -> f64) -> report::Fig {
     let mut v: Vec<f64> = samples.iter().map(f).collect();
     v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
+    let at = |i: usize| v.get(i).copied().unwrap_or(f64::NAN);
+    report::Fig {
+        median: at(v.len() / 2),
+        min: at(0),
+        max: at(v.len().saturating_sub(1)),
     }
 }
 
@@ -345,7 +350,7 @@ fn micro_table(work: Micro, opts: &Options) -> Table {
     );
     for (model, samples) in results {
         match samples {
-            Ok(s) => table.row(model, vec![median(&s, |&x| x)]),
+            Ok(s) => table.row(model, vec![figure(&s, |&x| x)]),
             Err(why) => table.skip(model, why),
         }
     }
@@ -391,7 +396,7 @@ fn skynet_table(opts: &Options) -> Table {
     );
     for (model, samples) in results {
         match samples {
-            Ok(s) => table.row(model, vec![median(&s, |x| x.0), median(&s, |x| x.1)]),
+            Ok(s) => table.row(model, vec![figure(&s, |x| x.0), figure(&s, |x| x.1)]),
             Err(why) => table.skip(model, why),
         }
     }
@@ -462,10 +467,10 @@ fn server_table(mut table: Table, (results, notes): Measured<ServerRun>) -> Tabl
             Ok(s) => table.row(
                 model,
                 vec![
-                    median(&s, |r| r.rate),
-                    median(&s, |r| r.p50_us),
-                    median(&s, |r| r.p99_us),
-                    median(&s, |r| r.cpu_ns),
+                    figure(&s, |r| r.rate),
+                    figure(&s, |r| r.p50_us),
+                    figure(&s, |r| r.p99_us),
+                    figure(&s, |r| r.cpu_ns),
                 ],
             ),
             Err(why) => table.skip(model, why),
@@ -564,7 +569,7 @@ fn idle_table(opts: &Options) -> Table {
     );
     for (model, samples) in results {
         match samples {
-            Ok(s) => table.row(model, vec![median(&s, |&x| x)]),
+            Ok(s) => table.row(model, vec![figure(&s, |&x| x)]),
             Err(why) => table.skip(model, why),
         }
     }

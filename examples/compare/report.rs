@@ -93,10 +93,18 @@ impl Column {
     }
 }
 
-/// One model's medians, or why it has none.
+/// One figure of a model: the median of its repetitions, and their range.
+#[derive(Clone, Copy, Debug)]
+pub struct Fig {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// One model's figures, or why it has none.
 struct Row {
     model: Model,
-    values: Result<Vec<f64>, String>,
+    values: Result<Vec<Fig>, String>,
 }
 
 /// The medians of one workload, one row per model.
@@ -135,7 +143,7 @@ impl Table {
         self
     }
 
-    pub fn row(&mut self, model: Model, values: Vec<f64>) {
+    pub fn row(&mut self, model: Model, values: Vec<Fig>) {
         self.rows.push(Row {
             model,
             values: Ok(values),
@@ -151,13 +159,18 @@ impl Table {
 
     /// The median in `column` for `model`.
     pub fn value(&self, model: Model, column: usize) -> Option<f64> {
+        self.figure(model, column).map(|f| f.median)
+    }
+
+    /// The figure in `column` for `model`.
+    fn figure(&self, model: Model, column: usize) -> Option<Fig> {
         let row = self.rows.iter().find(|r| r.model == model)?;
         row.values
             .as_ref()
             .ok()?
             .get(column)
             .copied()
-            .filter(|v| v.is_finite())
+            .filter(|f| f.median.is_finite())
     }
 
     /// True if column `c` is in ns and some figure in it reaches 1 µs: the
@@ -167,7 +180,7 @@ impl Table {
             && self.rows.iter().any(|row| {
                 row.values
                     .as_ref()
-                    .is_ok_and(|values| values.get(c).is_some_and(|&v| v >= 1_000.0))
+                    .is_ok_and(|values| values.get(c).is_some_and(|f| f.median >= 1_000.0))
             })
     }
 
@@ -195,9 +208,9 @@ impl Table {
                 match &row.values {
                     Ok(values) => {
                         let shown = values.iter().zip(&self.columns).enumerate();
-                        cells.extend(shown.map(|(i, (&v, c))| c.format(v, self.in_us(i))));
+                        cells.extend(shown.map(|(i, (f, c))| c.format(f.median, self.in_us(i))));
                         cells.push(match base {
-                            Some(b) if b > 0.0 => ratio(values[h] / b),
+                            Some(b) if b > 0.0 => ratio(values[h].median / b),
                             _ => "–".to_owned(),
                         });
                     }
@@ -371,23 +384,38 @@ pub fn bytes(n: usize) -> String {
 }
 
 /// The targets from the issue tracker, checked against this run's medians.
-fn targets(tables: &[Table]) -> Vec<String> {
+/// Where the targets come from, said wherever they are printed.
+pub const TARGETS_SOURCE: &str = "Each target compares medians of this run's tables (a ratio of \
+     the first model to the second: lower is better); the range pairs the repetitions' best \
+     and worst. The targets are the project's own (docs/benchmarks.md lists them).";
+
+/// The targets' verdicts, one line each.
+pub fn targets(tables: &[Table]) -> Vec<String> {
     let find = |key: &str| tables.iter().find(|t| t.key == key);
     let ratio = |key: &str, col: usize, a: Model, b: Model| {
         let t = find(key)?;
-        Some((t.value(a, col)?, t.value(b, col)?))
+        Some((t.figure(a, col)?, t.figure(b, col)?))
     };
     let mut out = Vec::new();
-    let mut check = |what: &str, pair: Option<(f64, f64)>, limit: f64| {
+    let mut check = |what: &str, pair: Option<(Fig, Fig)>, limit: f64| {
         let line = match pair {
-            Some((a, b)) if b > 0.0 => {
-                let r = a / b;
+            Some((a, b)) if b.median > 0.0 && b.min > 0.0 => {
+                let r = a.median / b.median;
+                // The ratio's range over the repetitions: best and worst pairing.
+                let (lo, hi) = (a.min / b.max, a.max / b.min);
                 let verdict = if r <= limit {
                     "met".to_owned()
                 } else {
                     format!("**missed** by {:.0} %", (r / limit - 1.0) * 100.0)
                 };
-                format!("- {what}: {r:.3}× (target ≤ {limit}×): {verdict}")
+                let spread = if lo <= limit && limit < hi {
+                    " (the repetitions' range straddles the target: another run may say otherwise)"
+                } else {
+                    ""
+                };
+                format!(
+                    "- {what}: {r:.3}× (repetitions {lo:.3}–{hi:.3}×; target ≤ {limit}×): {verdict}{spread}"
+                )
             }
             _ => format!("- {what}: not measured in this run"),
         };
@@ -463,7 +491,7 @@ pub fn write(dir: &Path, mode: &str, tables: &[Table], took: Duration) -> io::Re
          Every figure is the median of the run's repetitions; models run interleaved within\n\
          each repetition, so machine drift hits all alike. Servers run in a child process\n\
          pinned to CPU 0, the load generator on the last CPU. \"vs fibers\" compares the\n\
-         headline column. Method and analysis: `docs/benchmarks.md`.\n\n## Targets\n\n",
+         headline column. Method and analysis: `docs/benchmarks.md`.\n\n## Targets\n\n{TARGETS_SOURCE}\n\n",
         took.as_secs_f64(),
         crate::child::cpus(),
         kernel.trim()
