@@ -135,7 +135,9 @@ impl<T> fmt::Debug for Task<T> {
 /// Yields once to the loop: the task goes to the back of the ready queue and
 /// resumes after the tasks and fibers already waiting to run (the async twin
 /// of [`fiberloop::yield_now`](crate::yield_now), as tokio's and asyncio's
-/// `sleep(0)`).
+/// `sleep(0)`), with the same bound: behind freshly spawned tasks, which are
+/// queued ahead of older work, it waits for at most about 60 of them (see
+/// [`fiberloop::yield_now`](crate::yield_now) for the exact rule).
 ///
 /// ```
 /// fiberloop::block_on(async {
