@@ -45,7 +45,11 @@ fn a_yield_behind_fibers_that_had_yielded_waits_for_all_of_them() {
 fn a_yield_behind_fresh_spawns_waits_for_at_most_61_of_them() {
     // main's first turn was one of the 61: 60 spawned fibers run, then main.
     assert_eq!(ran_before_return(200, false), 60);
-    assert_eq!(ran_before_return(40, false), 40, "fewer than the bound: all");
+    assert_eq!(
+        ran_before_return(40, false),
+        40,
+        "fewer than the bound: all"
+    );
 }
 
 #[test]
