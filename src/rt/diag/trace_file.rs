@@ -95,20 +95,18 @@ impl TraceFile {
         }
         let mut state = self.lock();
         let mut chunk = chunk;
-        let header;
-        let mut parts: [&[u8]; 2] = [b"", b""];
-        if state.text {
-            if state.last_loop != loop_id {
-                header = format!("# loop {loop_id}\n");
-                parts[0] = header.as_bytes();
-            }
-        } else if !state.any {
+        let mut header = String::new();
+        if state.text && state.last_loop != loop_id {
+            header = format!("# loop {loop_id}\n");
+        } else if !state.text && !state.any {
             chunk = chunk.strip_prefix(',').unwrap_or(chunk);
             state.any = true;
         }
         state.last_loop = loop_id;
-        parts[1] = chunk.as_bytes();
-        let result = parts.iter().try_for_each(|part| state.file.write_all(part));
+        let file = &mut state.file;
+        let result = file
+            .write_all(header.as_bytes())
+            .and_then(|()| file.write_all(chunk.as_bytes()));
         if let Err(e) = result {
             eprintln!(
                 "fiberloop: writing the trace to {} failed: {e}",
