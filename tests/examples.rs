@@ -262,6 +262,24 @@ fn compare_runs_every_workload_in_every_model_and_writes_a_report() {
     assert!(std::fs::read_to_string(out_dir.join("idle.svg"))
         .unwrap()
         .starts_with("<svg"));
+    // The charts: which way is better, a whisker per bar, "n/a" for a model
+    // without a figure, and a log axis where threads are 100× the rest.
+    let chart = std::fs::read_to_string(out_dir.join("spawn_join.svg")).unwrap();
+    assert!(chart.contains("lower is better"), "{chart}");
+    assert!(chart.contains("log scale"), "{chart}");
+    assert!(chart.contains(">n/a: a servers-only model"), "{chart}");
+    assert!(chart.matches("class=\"whisker\"").count() >= 5, "{chart}");
+    for (file, says) in [
+        ("echo_10_64_B.svg", "server CPU/trip, lower is better"),
+        (
+            "echo_10_64_B_round_trips_s.svg",
+            "round trips/s, higher is better",
+        ),
+        ("echo_10_64_B_p99.svg", "p99, lower is better"),
+    ] {
+        let chart = std::fs::read_to_string(out_dir.join(file)).unwrap();
+        assert!(chart.contains(says), "{file}: {chart}");
+    }
     let _ = std::fs::remove_dir_all(&out_dir);
 }
 

@@ -13,6 +13,7 @@
 //! check that everything runs (the tests use it). Method and analysis:
 //! `docs/benchmarks.md`.
 
+mod chart;
 mod child;
 mod load;
 mod measure;
@@ -247,12 +248,18 @@ fn compare(opts: &Options) -> io::Result<()> {
 }
 
 fn micro_table(work: Micro, opts: &Options) -> Table {
-    let what = match work {
-        Micro::SpawnJoin => "spawn + join of an empty task",
-        Micro::Yield => "yield round trip (two tasks yielding in turn), per yield",
-        Micro::PingPong => "channel ping-pong between two tasks, per round trip",
+    let (what, per) = match work {
+        Micro::SpawnJoin => ("spawn + join of an empty task", "time per spawn + join"),
+        Micro::Yield => (
+            "yield round trip (two tasks yielding in turn), per yield",
+            "time per yield",
+        ),
+        Micro::PingPong => (
+            "channel ping-pong between two tasks, per round trip",
+            "time per round trip",
+        ),
     };
-    let mut table = Table::new(work.name(), what, vec![Column::ns("median")]);
+    let mut table = Table::new(work.name(), what, vec![Column::ns(per)]);
     let (results, notes) = interleaved(
         opts,
         work.name(),
@@ -383,7 +390,9 @@ fn server_columns() -> Vec<Column> {
     ]
 }
 
-fn server_table(mut table: Table, (results, notes): Measured<ServerRun>) -> Table {
+fn server_table(table: Table, (results, notes): Measured<ServerRun>) -> Table {
+    // CPU per trip (the headline), throughput and p99.
+    let mut table = table.chart_columns(vec![3, 0, 2]);
     for (model, samples) in results {
         match samples {
             Ok(s) => table.row(

@@ -1,13 +1,12 @@
 //! Result tables, printed as text and written as Markdown with SVG charts
-//! (plotters' SVG backend), plus the check of the targets we hold ourselves to.
+//! (`chart.rs`), plus the check of the targets we hold ourselves to.
 
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use plotters::prelude::*;
-
+use crate::chart::{self, Bar, Chart};
 use crate::model::Model;
 
 /// How a column's values are shown.
@@ -69,6 +68,8 @@ impl Column {
     /// figures reach 1 µs is shown in µs throughout (one unit per column).
     fn format(&self, v: f64, in_us: bool) -> String {
         match self.unit {
+            // Three significant figures: 0.114 µs beside 75.7 µs.
+            Unit::Ns if in_us && v < 1_000.0 => format!("{:.3} µs", v / 1000.0),
             Unit::Ns if in_us && v < 10_000.0 => format!("{:.2} µs", v / 1000.0),
             Unit::Ns if in_us => format!("{:.1} µs", v / 1000.0),
             Unit::Ns => format!("{v:.1} ns"),
@@ -80,14 +81,33 @@ impl Column {
         }
     }
 
-    fn axis(&self) -> String {
+    /// A tick label on a chart's axis: the number alone, in the axis' unit.
+    fn tick(&self, v: f64, in_us: bool) -> String {
+        let v = if self.unit == Unit::Ns && in_us {
+            v / 1000.0
+        } else {
+            v
+        };
+        if v != 0.0 && v.abs() < 1.0 {
+            format!("{}", (v * 1000.0).round() / 1000.0)
+        } else if v.abs() >= 1e6 {
+            format!("{:.0} M", v / 1e6)
+        } else if v.abs() >= 1e4 {
+            format!("{:.0} k", v / 1e3)
+        } else {
+            format!("{v:.0}")
+        }
+    }
+
+    fn axis(&self, in_us: bool) -> String {
         let unit = match self.unit {
+            Unit::Ns if in_us => "µs",
             Unit::Ns => "ns",
             Unit::Us => "µs",
             Unit::Ms => "ms",
             Unit::Mib => "MiB",
             Unit::Kib => "KiB",
-            Unit::Rate => "per second",
+            Unit::Rate => return self.name.to_owned(),
         };
         format!("{} ({unit})", self.name)
     }
@@ -288,90 +308,53 @@ impl Table {
             .unwrap_or_else(|| vec![self.headline()]);
         let mut files = Vec::new();
         for (n, &col) in columns.iter().enumerate() {
-            let bars: Vec<(String, f64)> = self
+            let bars: Vec<Bar> = self
                 .rows
                 .iter()
-                .filter_map(|r| Some((r.model.name().to_owned(), self.value(r.model, col)?)))
+                .map(|r| Bar {
+                    label: r.model.name().to_owned(),
+                    fig: match &r.values {
+                        Ok(_) => self
+                            .figure(r.model, col)
+                            .ok_or_else(|| "no figure".to_owned()),
+                        Err(why) => Err(why.clone()),
+                    },
+                    color: chart::COLORS
+                        [Model::ALL.iter().position(|&m| m == r.model).unwrap_or(0)],
+                })
                 .collect();
-            if bars.is_empty() {
+            if bars.iter().all(|b| b.fig.is_err()) {
                 continue;
             }
             let stem = self.key.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+            let column = &self.columns[col];
             let file = if n == 0 {
                 format!("{stem}.svg")
             } else {
-                format!("{stem}_{col}.svg")
+                let what = column
+                    .name
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+                format!("{stem}_{what}.svg")
             };
-            let caption = format!("{}: {}", self.key, self.columns[col].name);
             let in_us = self.in_us(col);
-            bar_chart(&dir.join(&file), &caption, &self.columns[col], in_us, &bars)
-                .map_err(|e| io::Error::other(format!("chart {file}: {e}")))?;
+            let better = if column.unit == Unit::Rate {
+                "higher"
+            } else {
+                "lower"
+            };
+            let svg = chart::svg(&Chart {
+                title: format!("{}: {}, {better} is better", self.key, column.name),
+                subtitle: self.title.clone(),
+                axis: column.axis(in_us),
+                bars,
+                format: &|v| column.format(v, in_us),
+                tick: &|v| column.tick(v, in_us),
+            });
+            std::fs::write(dir.join(&file), svg)?;
             files.push(file);
         }
         Ok(files)
     }
-}
-
-fn bar_chart(
-    path: &Path,
-    caption: &str,
-    column: &Column,
-    in_us: bool,
-    bars: &[(String, f64)],
-) -> Result<(), Box<dyn std::error::Error>> {
-    let height = 90 + 34 * bars.len() as u32;
-    let root = SVGBackend::new(path, (760, height)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let max = bars.iter().map(|b| b.1).fold(0.0, f64::max) * 1.25;
-    let n = bars.len();
-    let mut chart = ChartBuilder::on(&root)
-        .caption(caption, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(80)
-        .build_cartesian_2d(0.0..max.max(1e-9), (0..n).into_segmented())?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .x_desc(column.axis())
-        .x_labels(6)
-        .y_labels(n)
-        .label_style(("sans-serif", 13))
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| match v {
-            // Bars run top-down in table order.
-            SegmentValue::CenterOf(i) if *i < n => bars[n - 1 - *i].0.clone(),
-            _ => String::new(),
-        })
-        .draw()?;
-    let slot = |i: usize| n - 1 - i;
-    chart.draw_series(bars.iter().enumerate().map(|(i, (name, v))| {
-        let color = Palette99::pick(
-            Model::ALL
-                .iter()
-                .position(|m| m.name() == name)
-                .unwrap_or(0),
-        )
-        .filled();
-        let mut bar = Rectangle::new(
-            [
-                (0.0, SegmentValue::Exact(slot(i))),
-                (*v, SegmentValue::Exact(slot(i) + 1)),
-            ],
-            color,
-        );
-        bar.set_margin(5, 5, 0, 0);
-        bar
-    }))?;
-    chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-        Text::new(
-            format!(" {}", column.format(*v, in_us)),
-            (*v, SegmentValue::CenterOf(slot(i))),
-            ("sans-serif", 13),
-        )
-    }))?;
-    root.present()?;
-    Ok(())
 }
 
 /// `64 B`, `4 KiB`.
@@ -490,8 +473,11 @@ pub fn write(dir: &Path, mode: &str, tables: &[Table], took: Duration) -> io::Re
          Mode **{mode}**, {:.0} s in all. Machine: {} CPUs ({cpu}), Linux {}.\n\n\
          Every figure is the median of the run's repetitions; models run interleaved within\n\
          each repetition, so machine drift hits all alike. Servers run in a child process\n\
-         pinned to CPU 0, the load generator on the last CPU. \"vs fibers\" compares the\n\
-         headline column. Method and analysis: `docs/benchmarks.md`.\n\n## Targets\n\n{TARGETS_SOURCE}\n\n",
+         pinned to CPU 0, the load generator on the last CPU. The last column divides one\n\
+         column by fibers' figure: server CPU per round trip for the servers, the time per\n\
+         operation for the micro workloads, wall time for skynet, RSS for idle; below 1× is\n\
+         less than fibers. Charts: bar at the median, whisker from the fastest to the slowest\n\
+         repetition, a log axis where figures span more than 20×. Method and analysis: `docs/benchmarks.md`.\n\n## Targets\n\n{TARGETS_SOURCE}\n\n",
         took.as_secs_f64(),
         crate::child::cpus(),
         kernel.trim()
