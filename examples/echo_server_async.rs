@@ -1,7 +1,10 @@
 //! The echo server of `echo_server.rs`, written with async/await on the same
-//! loop: same protocol, same arguments, same output. Read the two side by side:
-//! the handler gains `async`/`.await`, the sockets come from `async_net`, and
-//! `spawn` takes a future instead of a closure. Nothing else changes.
+//! loop: same protocol and arguments. Read the two side by side; what changes:
+//! - the handler gains `async` and every read, write and accept an `.await`;
+//! - the sockets come from `async_net`, the byte traits from `futures_lite`;
+//! - `main` enters the loop with `block_on(async { .. })`, not `run(|| ..)`;
+//! - `task::spawn` takes a future, and its handle is `.detach()`ed: dropping an
+//!   async task's handle cancels the task, where a fiber's handle detaches.
 //!
 //! Run: `cargo run --release --example echo_server_async -- [ADDR]` (default
 //! `127.0.0.1:7000`), then `echo_client` or `nc 127.0.0.1 7000`.

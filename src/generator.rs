@@ -39,8 +39,9 @@
 //! the generator complete and its stack back in the pool.
 //!
 //! A generator's body runs outside any fiber: a fiber's blocking call (a
-//! socket read, `sleep`) inside it reports an error instead of suspending the
-//! fiber from the generator's stack.
+//! socket read, `sleep`) inside it panics, with a message that names the
+//! mistake, instead of suspending the fiber from the generator's stack. The
+//! panic reaches the caller of `resume`, as any panic in the body does.
 
 use std::any::Any;
 use std::error::Error;
