@@ -921,3 +921,32 @@ fn echo_client_against_a_dead_port_says_nothing_succeeded() {
     );
     assert!(!stdout.contains("round trips/s"), "{stdout}");
 }
+
+#[test]
+fn stall_shows_a_blocking_call_holding_the_loop_and_unblock_freeing_it() {
+    let out = example("stall").output().unwrap();
+    assert!(out.status.success());
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    let ticks: Vec<usize> = stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ticks while the worker blocked: "))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(ticks.len(), 2, "{stdout}");
+    if cfg!(feature = "hook") {
+        // std::thread::sleep parks only the worker: the ticker runs on.
+        assert!(ticks[0] >= 1, "{stdout}");
+    } else {
+        // The 50 ms sleep held the loop: the 10 ms ticker never ran.
+        assert_eq!(ticks[0], 0, "{stdout}");
+        assert!(
+            stderr.contains("fiberloop: blocking: fiber #") && stderr.contains("'worker'"),
+            "{stderr}"
+        );
+    }
+    // Through unblock the worker parks and the ticker keeps running.
+    assert!(ticks[1] >= 1, "{stdout}");
+}

@@ -148,8 +148,12 @@ fn watchdog() -> &'static Watchdog {
 fn watch(dog: &'static Watchdog) {
     // Load the symbol tables now, not during the first report: for a large
     // binary with debug info that takes long enough for a short hold to be
-    // over (or the process gone) before the report is written.
-    let _ = symbolize(watch as *const () as usize);
+    // over (or the process gone) before the report is written. On a thread of
+    // its own, so that the watching starts at once: a report that comes
+    // while the tables load is sampled on time and printed once they are in.
+    let _ = std::thread::Builder::new()
+        .name("fiberloop-symbols".into())
+        .spawn(|| symbolize(watch as *const () as usize));
     let mut looks: Vec<Look> = Vec::new();
     loop {
         let tick = {
