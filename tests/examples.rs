@@ -122,6 +122,27 @@ fn mixed_runs_both_models_both_ways() {
         out.contains("async server, fiber clients: 20 replies, all correct"),
         "{out}"
     );
+    // The steps interleave, as cause and effect force them to: client i
+    // sends before its handler reads, and that handler replies before
+    // client i gets the reply.
+    for part in out.split("replies, all correct").take(2) {
+        let steps: Vec<&str> = part
+            .lines()
+            .filter(|l| l.starts_with("  ") && l.trim_start().starts_with(char::is_numeric))
+            .collect();
+        assert_eq!(steps.len(), 12, "{part}");
+        let at = |who: &str, what: &str| {
+            steps
+                .iter()
+                .position(|l| l.contains(who) && l.contains(what))
+                .unwrap_or_else(|| panic!("no '{who}' '{what}' in {part}"))
+        };
+        for i in 0..3 {
+            let (client, handler) = (format!("client {i} "), format!("handler {i} "));
+            assert!(at(&client, "sent") < at(&handler, "read"), "{part}");
+            assert!(at(&handler, "replying") < at(&client, "got"), "{part}");
+        }
+    }
 }
 
 #[test]
