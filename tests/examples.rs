@@ -168,6 +168,20 @@ fn the_generator_chapter_examples_print_what_they_promise() {
             && out.contains("boys: mean 42.0 kg (4 values)"),
         "{out}"
     );
+    // Values go down to the averager and its running means come back up
+    // through the delegating grouper; a throw goes down to it too.
+    assert!(
+        out.contains(
+            "  caller:   send 40.9 to grouper\n  averager: got 40.9 (1 so far)\n  caller:   grouper yielded the running mean 40.90\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  caller:   throw \"scale glitch\" into grouper\n  averager: caught the thrown error \"scale glitch\", skipped it\n  caller:   grouper yielded 39.90 again\n"
+        ),
+        "{out}"
+    );
     let out = run_bounded(example("gen_scheduler"));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
