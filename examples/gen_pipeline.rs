@@ -5,8 +5,20 @@
 //! Run: `cargo run --example gen_pipeline`
 //!
 //! The source yields lines; `grep` pulls from it and yields the matching ones;
-//! the sink counts and prints them. Each stage is an ordinary loop. Expected:
-//! the three lines that mention "fiber", then `3 of 6 lines matched`.
+//! the sink counts and prints them. Each stage is an ordinary loop, and each
+//! says what it does, so the output shows one item in flight: every line goes
+//! through `grep` to the sink before the source reads the next one (with lists,
+//! all six `lines:` steps would come first). The output starts:
+//!
+//! ```text
+//! lines: read "a fiber has a stack"
+//!   grep: match, passed on
+//!     sink: line 1: a fiber has a stack
+//! lines: read "a future has a state machine"
+//!   grep: no match, dropped
+//! ```
+//!
+//! and ends with `3 of 6 lines matched`.
 
 use fiberloop::generator::Generator;
 
@@ -14,6 +26,7 @@ use fiberloop::generator::Generator;
 fn lines(text: &'static str) -> Generator<(), &'static str, ()> {
     Generator::new(move |y, ()| {
         for line in text.lines() {
+            println!("lines: read {line:?}");
             y.suspend(line);
         }
     })
@@ -27,7 +40,10 @@ fn grep(
     Generator::new(move |y, ()| {
         for line in source {
             if line.contains(pattern) {
+                println!("  grep: match, passed on");
                 y.suspend(line);
+            } else {
+                println!("  grep: no match, dropped");
             }
         }
     })
@@ -44,7 +60,7 @@ fn main() {
     let mut matched = 0;
     for line in grep("fiber", lines(TEXT)) {
         matched += 1;
-        println!("{line}");
+        println!("    sink: line {matched}: {line}");
     }
     println!("{matched} of {} lines matched", TEXT.lines().count());
 }

@@ -162,6 +162,14 @@ fn the_generator_chapter_examples_print_what_they_promise() {
     );
     let out = run_bounded(example("gen_pipeline"));
     assert!(out.ends_with("3 of 6 lines matched\n"), "{out}");
+    // One item in flight: the sink has the first line before the source
+    // reads the second.
+    assert!(
+        out.starts_with(
+            "lines: read \"a fiber has a stack\"\n  grep: match, passed on\n    sink: line 1: a fiber has a stack\nlines: read \"a future has a state machine\"\n"
+        ),
+        "{out}"
+    );
     let out = run_bounded(example("gen_delegation"));
     assert!(
         out.contains("girls: mean 40.5 kg (4 values)")
