@@ -1,8 +1,10 @@
 //! An echo server in blocking style: one fiber per connection.
 //!
-//! Run: `cargo run --release --example echo_server -- [--loops N] [ADDR]`
+//! Run: `cargo run --release --example echo_server -- [--verbose] [--loops N] [ADDR]`
 //! (default `127.0.0.1:7000`, one loop), then talk to it with `echo_client`
-//! or `nc 127.0.0.1 7000`.
+//! or `nc 127.0.0.1 7000`. With `--verbose` it prints a line when a
+//! connection's fiber starts and one when it ends, with what it echoed: quiet
+//! by default, so that it can serve a benchmark.
 //!
 //! The handler is the code you would write with one OS thread per connection;
 //! here each `read` and `write_all` parks only its fiber, and one thread serves
@@ -12,18 +14,26 @@
 
 use std::io::{Read, Write};
 use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use fiberloop::net::{TcpListener, TcpStream};
 
-fn handle(mut stream: TcpStream) -> std::io::Result<()> {
+/// `--verbose`: a line per connection's start and end.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Echoes until the client closes; returns how many reads and bytes.
+fn handle(mut stream: TcpStream) -> std::io::Result<(u64, u64)> {
     stream.set_nodelay(true)?;
     let mut buf = [0; 16 * 1024];
+    let (mut reads, mut bytes) = (0, 0);
     loop {
         let n = stream.read(&mut buf)?;
         if n == 0 {
-            return Ok(()); // the client closed
+            return Ok((reads, bytes)); // the client closed
         }
         stream.write_all(&buf[..n])?;
+        reads += 1;
+        bytes += n as u64;
     }
 }
 
@@ -33,8 +43,21 @@ fn serve(listener: TcpListener) {
         match stream {
             Ok(stream) => {
                 fiberloop::spawn(move || {
-                    if let Err(e) = handle(stream) {
-                        eprintln!("connection ended: {e}");
+                    let verbose = VERBOSE.load(Ordering::Relaxed);
+                    let peer = stream
+                        .peer_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    if verbose {
+                        let me = fiberloop::current();
+                        println!("{peer}: connected, served by fiber {}", me.id());
+                    }
+                    match handle(stream) {
+                        Ok((reads, bytes)) if verbose => {
+                            println!("{peer}: closed after {reads} reads, {bytes} B echoed");
+                        }
+                        Ok(_) => {}
+                        Err(e) => eprintln!("connection ended: {e}"),
                     }
                 });
             }
@@ -45,7 +68,7 @@ fn serve(listener: TcpListener) {
 }
 
 fn main() -> std::io::Result<()> {
-    const USAGE: &str = "usage: echo_server [--loops N] [ADDR]";
+    const USAGE: &str = "usage: echo_server [--verbose] [--loops N] [ADDR]";
     let mut addr = "127.0.0.1:7000".to_string();
     let mut loops = 1;
     let mut args = std::env::args().skip(1);
@@ -58,6 +81,7 @@ fn main() -> std::io::Result<()> {
                     std::process::exit(2);
                 }
             },
+            "-v" | "--verbose" => VERBOSE.store(true, Ordering::Relaxed),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());

@@ -993,3 +993,39 @@ fn stall_shows_a_blocking_call_holding_the_loop_and_unblock_freeing_it() {
     // Through unblock the worker parks and the ticker keeps running.
     assert!(ticks[1] >= 1, "{stdout}");
 }
+
+/// Starts `server --verbose`, has one conversation with it, and returns the
+/// two lines it printed about the connection.
+fn verbose_lines(server: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut running = Running::start(server, &["--verbose", "127.0.0.1:0"]);
+    let mut stream = running.connect();
+    let local = stream.local_addr().unwrap().to_string();
+    for message in [&b"hello"[..], b"abc"] {
+        stream.write_all(message).unwrap();
+        let mut back = vec![0; message.len()];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(back, message);
+    }
+    drop(stream);
+    let mut lines = [String::new(), String::new()];
+    for line in &mut lines {
+        running.stdout.read_line(line).unwrap();
+        assert!(line.starts_with(&local), "{line}");
+    }
+    let [a, b] = lines;
+    (a, b)
+}
+
+#[test]
+fn echo_servers_say_what_each_connection_did_with_verbose() {
+    let (start, end) = verbose_lines("echo_server");
+    assert!(start.contains(": connected, served by fiber #"), "{start}");
+    assert!(end.contains(": closed after 2 reads, 8 B echoed"), "{end}");
+    let (start, end) = verbose_lines("echo_server_async");
+    assert!(
+        start.contains(": connected, served by an async task"),
+        "{start}"
+    );
+    assert!(end.contains(": closed after 2 reads, 8 B echoed"), "{end}");
+}
