@@ -10,7 +10,13 @@
 //! it is the runtime's, and the handler's state lives in a struct between
 //! calls. Flow control is explicit too: when a client stops reading, the
 //! write buffer grows past its high mark and the protocol pauses reading, so
-//! one slow client cannot make the server buffer without bound.
+//! one slow client cannot make the server buffer without bound. Both turns
+//! print a line, with the client's address and the bytes buffered:
+//!
+//! ```text
+//! 127.0.0.1:36476: pause_writing (the client is not reading; 66 KiB buffered): reading from it paused
+//! 127.0.0.1:36476: resume_writing (0 KiB buffered): reading from it again
+//! ```
 
 use std::io;
 
@@ -19,11 +25,13 @@ use fiberloop::transport::{self, Protocol, Transport};
 
 struct Echo {
     transport: Option<Transport>,
+    peer: String,
 }
 
 impl Protocol for Echo {
     fn connection_made(&mut self, transport: &Transport) {
         self.transport = Some(transport.clone());
+        self.peer = transport.peer().to_string();
     }
 
     fn data_received(&mut self, data: &[u8]) {
@@ -36,12 +44,22 @@ impl Protocol for Echo {
     fn pause_writing(&mut self) {
         // The client reads slower than it sends: stop reading from it.
         if let Some(transport) = &self.transport {
+            println!(
+                "{}: pause_writing (the client is not reading; {} KiB buffered): reading from it paused",
+                self.peer,
+                transport.write_buffer_size() / 1024
+            );
             transport.pause_reading();
         }
     }
 
     fn resume_writing(&mut self) {
         if let Some(transport) = &self.transport {
+            println!(
+                "{}: resume_writing ({} KiB buffered): reading from it again",
+                self.peer,
+                transport.write_buffer_size() / 1024
+            );
             transport.resume_reading();
         }
     }
@@ -64,7 +82,10 @@ fn main() -> io::Result<()> {
             "echo server (protocol callbacks) listening on {}",
             listener.local_addr()?
         );
-        let _server = transport::serve(listener, || Echo { transport: None })?;
+        let _server = transport::serve(listener, || Echo {
+            transport: None,
+            peer: String::new(),
+        })?;
         // The main fiber has nothing left to do; the loop serves until killed.
         loop {
             fiberloop::sleep(std::time::Duration::from_secs(3600));

@@ -1029,3 +1029,56 @@ fn echo_servers_say_what_each_connection_did_with_verbose() {
     );
     assert!(end.contains(": closed after 2 reads, 8 B echoed"), "{end}");
 }
+
+#[test]
+fn echo_protocol_pauses_a_client_that_does_not_read_and_resumes_it() {
+    use std::io::{Read, Write};
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = example("echo_protocol")
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let _server = Killed(child);
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr = first.trim().rsplit(' ').next().unwrap().to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // The server's lines, read on a thread so that every wait is bounded.
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let _ = lines_tx.send(std::mem::take(&mut line));
+        }
+    });
+    // 16 MiB sent, none read: the echo backs up and the server pauses.
+    const SENT: usize = 16 << 20;
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&vec![7; SENT]));
+    let paused = lines.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(
+        paused.contains(": pause_writing (the client is not reading; "),
+        "{paused}"
+    );
+    let mut got = 0;
+    let mut buf = vec![0; 1 << 20];
+    while got < SENT {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0 && buf[..n].iter().all(|&b| b == 7));
+        got += n;
+    }
+    sender.join().unwrap().unwrap();
+    let resumed = lines.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(resumed.contains(": resume_writing ("), "{resumed}");
+}
