@@ -1082,3 +1082,37 @@ fn echo_protocol_pauses_a_client_that_does_not_read_and_resumes_it() {
     let resumed = lines.recv_timeout(Duration::from_secs(20)).unwrap();
     assert!(resumed.contains(": resume_writing ("), "{resumed}");
 }
+
+#[test]
+fn async_from_scratch_polls_once_to_start_and_once_per_wake() {
+    let out = run_bounded(example("async_from_scratch"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[..4],
+        [
+            "executor: poll task 0",
+            "    ann: step 1, then sleep 30 ms",
+            "executor: poll task 1",
+            "    bob: step 1, then sleep 20 ms",
+        ],
+        "{out}"
+    );
+    // A wake puts the task back, and the executor's next poll is of it.
+    for (i, line) in lines.iter().enumerate() {
+        if let Some(id) = line.strip_prefix("  waker: task ") {
+            let id = id.split(' ').next().unwrap();
+            assert_eq!(lines[i + 1], format!("executor: poll task {id}"), "{out}");
+        }
+    }
+    let polls = |id: usize| {
+        lines
+            .iter()
+            .filter(|l| **l == format!("executor: poll task {id}"))
+            .count()
+    };
+    assert_eq!((polls(0), polls(1)), (3, 4), "{out}");
+    assert!(
+        out.contains("ann: finished") && out.contains("bob: finished"),
+        "{out}"
+    );
+}
