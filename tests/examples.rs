@@ -1116,3 +1116,33 @@ fn async_from_scratch_polls_once_to_start_and_once_per_wake() {
         "{out}"
     );
 }
+
+#[test]
+fn fiber_scheduler_parks_plain_sleep_and_read_calls() {
+    let out = run_bounded(example("fiber_scheduler"));
+    let at = |line: &str| {
+        out.lines()
+            .position(|l| l == line)
+            .unwrap_or_else(|| panic!("no {line:?} in {out}"))
+    };
+    // The reader's first read finds nothing and parks; epoll wakes it after
+    // the writer sends, and it gets the word.
+    let parked = at("    reader: read → WouldBlock, park until readable");
+    assert!(parked < at("    writer: send \"hello\""), "{out}");
+    assert!(
+        at("    writer: send \"hello\"") < at("    reader: got \"hello\""),
+        "{out}"
+    );
+    assert!(
+        at("sched: epoll says readable: wake reader") < at("    reader: got \"hello\""),
+        "{out}"
+    );
+    assert!(
+        at("    reader: got \"world\"") < at("    reader: end of stream"),
+        "{out}"
+    );
+    for tick in 1..=3 {
+        at(&format!("    ticker: tick {tick}"));
+    }
+    assert!(out.ends_with("sched: all fibers done\n"), "{out}");
+}
