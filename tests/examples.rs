@@ -379,8 +379,8 @@ fn subprocess_zen_prints_the_childs_lines_and_ticks_meanwhile() {
 /// A server example running in the background, killed when dropped.
 struct Running {
     child: std::process::Child,
-    /// The rest of its standard output.
-    stdout: BufReader<std::process::ChildStdout>,
+    /// The rest of its standard output (until a test takes it).
+    stdout: Option<BufReader<std::process::ChildStdout>>,
     /// The address from its first line ("... listening on [http://]ADDR").
     addr: String,
 }
@@ -400,9 +400,17 @@ impl Running {
         let addr = addr.trim_start_matches("http://").to_string();
         Running {
             child,
-            stdout,
+            stdout: Some(stdout),
             addr,
         }
+    }
+
+    /// The next line of its standard output.
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        let stdout = self.stdout.as_mut().expect("stdout not taken");
+        stdout.read_line(&mut line).unwrap();
+        line
     }
 
     fn connect(&self) -> std::net::TcpStream {
@@ -882,7 +890,12 @@ fn graceful_shutdown_finishes_busy_work_closes_idle_and_cancels_the_late() {
         );
         std::thread::sleep(Duration::from_millis(10));
     };
-    server.stdout.read_to_string(&mut out).unwrap();
+    server
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     assert!(status.success(), "{status:?} {out}");
     assert!(
         out.contains("SIGTERM: stopped accepting; 4 open connection(s), 2 busy"),
@@ -1008,12 +1021,10 @@ fn verbose_lines(server: &str) -> (String, String) {
         assert_eq!(back, message);
     }
     drop(stream);
-    let mut lines = [String::new(), String::new()];
-    for line in &mut lines {
-        running.stdout.read_line(line).unwrap();
+    let (a, b) = (running.line(), running.line());
+    for line in [&a, &b] {
         assert!(line.starts_with(&local), "{line}");
     }
-    let [a, b] = lines;
     (a, b)
 }
 
@@ -1033,29 +1044,11 @@ fn echo_servers_say_what_each_connection_did_with_verbose() {
 #[test]
 fn echo_protocol_pauses_a_client_that_does_not_read_and_resumes_it() {
     use std::io::{Read, Write};
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = example("echo_protocol")
-        .arg("127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let _server = Killed(child);
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let addr = first.trim().rsplit(' ').next().unwrap().to_string();
-    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    let mut running = Running::start("echo_protocol", &["127.0.0.1:0"]);
+    let mut stream = running.connect();
     // The server's lines, read on a thread so that every wait is bounded.
     let (lines_tx, lines) = std::sync::mpsc::channel();
+    let mut stdout = running.stdout.take().unwrap();
     std::thread::spawn(move || {
         let mut line = String::new();
         while stdout.read_line(&mut line).is_ok_and(|n| n > 0) {
