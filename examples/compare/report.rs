@@ -370,8 +370,8 @@ pub fn bytes(n: usize) -> String {
 /// Where the targets come from, said wherever they are printed.
 pub const TARGETS_SOURCE: &str = "Each target is checked on this run's medians: a ratio of the \
      first model to the second (lower is better; its range pairs the repetitions' best and \
-     worst), or fibers' own figure (yield, idle). The targets are the project's own, set in \
-     issue #19 and listed in docs/benchmarks.md (\"The targets compare checks\").";
+     worst), or fibers' own figure (yield, idle). The targets are the project's own, \
+     listed in docs/benchmarks.md (\"The targets compare checks\").";
 
 /// The targets' verdicts, one line each.
 pub fn targets(tables: &[Table]) -> Vec<String> {
