@@ -1,6 +1,8 @@
 //! async/await from scratch: a hand-written `Future`, a `Waker` and a small
 //! executor, before fiberloop's own async face.
 //!
+//! Step 9 of docs/learn.md: after `echo_server`, before `echo_server_async` and `mixed`.
+//!
 //! Run: `cargo run --example async_from_scratch`
 //!
 //! For a Python reader (PEP 492):

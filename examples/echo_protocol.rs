@@ -2,6 +2,8 @@
 //! no code here waits. The loop calls the protocol's methods as things happen,
 //! and `write` buffers what the socket cannot take at once.
 //!
+//! Step 11 of docs/learn.md: after `echo_server_async` and `mixed`, before `stall`.
+//!
 //! Run: `cargo run --release --example echo_protocol -- [ADDR]` (default
 //! `127.0.0.1:7000`), then `echo_client` or `nc 127.0.0.1 7000`.
 //!

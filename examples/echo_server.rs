@@ -1,5 +1,7 @@
 //! An echo server in blocking style: one fiber per connection.
 //!
+//! Step 8 of docs/learn.md: after `hello`, before `async_from_scratch`.
+//!
 //! Run: `cargo run --release --example echo_server -- [--verbose] [--loops N] [ADDR]`
 //! (default `127.0.0.1:7000`, one loop), then talk to it with `echo_client`
 //! or `nc 127.0.0.1 7000`. With `--verbose` it prints a line when a

@@ -7,6 +7,8 @@
 //! - `task::spawn` takes a future, and its handle is `.detach()`ed: dropping an
 //!   async task's handle cancels the task, where a fiber's handle detaches.
 //!
+//! Step 10 of docs/learn.md: after `async_from_scratch`, before `echo_protocol`.
+//!
 //! Run: `cargo run --release --example echo_server_async -- [--verbose] [ADDR]`
 //! (default `127.0.0.1:7000`), then `echo_client` or `nc 127.0.0.1 7000`.
 //! `--verbose` prints a line when a connection's task starts and one when it

@@ -2,8 +2,8 @@
 //! are fibers that call plain `sleep` and `read` functions. No `y` is passed
 //! around and no system call is yielded by hand.
 //!
+//! Step 6 of docs/learn.md: after `gen_scheduler`, before `hello`.
 //! Run: `cargo run --example fiber_scheduler`
-//!
 //! In `gen_scheduler` a task yielded a request (`Sleep`, `ReadWait`) with its
 //! yielder. Here each fiber has a stack of its own (a corosensei coroutine), so
 //! any function it calls can switch back to the scheduler: `sleep` and `read`

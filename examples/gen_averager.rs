@@ -1,6 +1,8 @@
 //! PEP 342, coroutines via enhanced generators: `yield` is an expression, and
 //! the caller *sends* values in. A running average kept by a generator.
 //!
+//! Step 2 of docs/learn.md: after `gen_countdown`, before `gen_pipeline`.
+//!
 //! Run: `cargo run --example gen_averager`
 //!
 //! Python:

@@ -1,6 +1,8 @@
 //! PEP 255, simple generators: a function that yields values one at a time and
 //! keeps its place in between.
 //!
+//! Step 1 of docs/learn.md: first, before `gen_averager`.
+//!
 //! Run: `cargo run --example gen_countdown`
 //!
 //! Python:

@@ -2,6 +2,8 @@
 //! sent value down to `sub`, every yielded value up to the caller, and evaluates
 //! to `sub`'s *return* value.
 //!
+//! Step 4 of docs/learn.md: after `gen_pipeline`, before `gen_scheduler`.
+//!
 //! Run: `cargo run --example gen_delegation`
 //!
 //! Python (from PEP 380's discussion and "Fluent Python"):

@@ -2,6 +2,8 @@
 //! Programmers"): a source, a filter and a sink, like `cat | grep | wc`, with
 //! one item in flight at a time and no intermediate lists.
 //!
+//! Step 3 of docs/learn.md: after `gen_averager`, before `gen_delegation`.
+//!
 //! Run: `cargo run --example gen_pipeline`
 //!
 //! The source yields lines; `grep` pulls from it and yields the matching ones;

@@ -4,6 +4,8 @@
 //! It is what fiberloop's real scheduler does, from scratch, in ~250 lines
 //! (a fifth of them print the trace).
 //!
+//! Step 5 of docs/learn.md: after `gen_delegation`, before `fiber_scheduler`.
+//!
 //! Run: `cargo run --example gen_scheduler` (add `-- --trace` to print each
 //! run of a task, why it started and why it stopped, in the text form of
 //! fiberloop's scheduler trace: docs/tracing.md).

@@ -1,5 +1,7 @@
 //! A few fibers that sleep and print, interleaving, then join.
 //!
+//! Step 7 of docs/learn.md: after `fiber_scheduler`, before `echo_server`.
+//!
 //! Run: `cargo run --example hello`
 //!
 //! Each fiber is plain blocking code: `sleep` parks only that fiber, so the

@@ -1,6 +1,8 @@
 //! Both models on one loop: a blocking-style fiber server with async clients,
 //! then an async server with fiber clients. One thread, one reactor.
 //!
+//! Step 10 of docs/learn.md: after `async_from_scratch`, before `echo_protocol`.
+//!
 //! Run: `cargo run --example mixed`
 //!
 //! Each part prints what its first three clients and their handlers do, in

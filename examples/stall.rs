@@ -12,6 +12,8 @@
 //! Built with `--features hook`, `std::thread::sleep` itself parks only the
 //! calling fiber, so step 1 does not stall either (docs/hook.md).
 //!
+//! Step 12 of docs/learn.md: after `echo_protocol`, before `compare`.
+//!
 //! Run: `cargo run --example stall` (or `cargo run --features hook --example stall`).
 
 use std::cell::RefCell;
