@@ -1139,3 +1139,24 @@ fn fiber_scheduler_parks_plain_sleep_and_read_calls() {
     }
     assert!(out.ends_with("sched: all fibers done\n"), "{out}");
 }
+
+#[test]
+fn switch_cost_prints_the_three_switches() {
+    let out = run_bounded(example("switch_cost"));
+    for what in [
+        "bare coroutine, resume + suspend:",
+        "two fibers yielding to each other:",
+        "two OS threads passing a token:",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what} in {out}"));
+        let ns: f64 = line[what.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no figure in {line}"));
+        assert!(ns > 0.0, "{line}");
+    }
+}
